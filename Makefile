@@ -1,0 +1,62 @@
+# The README's commands. Every target creates .venv from requirements.txt when it is missing
+# or older than requirements.txt / pyproject.toml.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
+# Stored outputs are made at the quick scale on the CPU, so that CI reproduces them.
+QUICK := RESNET_TUTORIAL_SCALE=quick CUDA_VISIBLE_DEVICES=
+# Kernels draw figures inline (as in Jupyter), whatever MPLBACKEND the shell has.
+KERNEL_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
+NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+
+.PHONY: test test-unit test-notebooks test-site lint book notebooks bench test-gpu clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+test: lint test-unit test-notebooks test-site
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadfile tests
+
+test-notebooks: $(STAMP)
+ifneq ($(NOTEBOOKS),)
+	$(QUICK) $(KERNEL_ENV) $(PY) -m pytest -n 2 --dist loadfile $(NBVAL) $(NOTEBOOKS)
+endif
+
+test-site: book
+	$(PY) tests/check_site.py _build/html
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+notebooks: $(STAMP)
+ifneq ($(NOTEBOOKS),)
+	$(QUICK) $(KERNEL_ENV) $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.record_timing=False $(NOTEBOOKS)
+endif
+
+bench: $(STAMP)
+	set -e; for f in benchmarks/bench_*.py; do $(PY) $$f; done
+
+# On a machine with CUDA: the notebooks under nbval on the GPU and the CUDA-only unit tests.
+test-gpu: $(STAMP)
+	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'test-gpu: no CUDA device')"
+	$(PY) -m pytest -m cuda tests
+ifneq ($(NOTEBOOKS),)
+	$(KERNEL_ENV) $(PY) -m pytest $(NBVAL) $(NOTEBOOKS)
+endif
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""Companion package of the course "ResNet, built and tested".
+
+The models (`resnet`, `cifar_resnet`, …), their parts (`BasicBlock`, `make_stage`, …), their
+measures (`count_parameters`, `count_macs`, …) and pretrained weights, importable as
+`import resnet_tutorial as rt`.
+"""
+
+from . import blocks, measure, transfer
+from .blocks import (
+    BasicBlock,
+    Bottleneck,
+    PreActBasicBlock,
+    PreActBottleneck,
+    ZeroPadShortcut,
+    conv1x1,
+    conv3x3,
+    make_shortcut,
+)
+from .measure import count_macs, count_parameters, gradient_norms, summary, trace_shapes
+from .resnet import (
+    CIFAR_DEPTHS,
+    DEPTHS,
+    ResNet,
+    cifar_plain,
+    cifar_resnet,
+    make_stage,
+    plain,
+    resnet,  # the builder: after this import `rt.resnet` is it, not the module
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    resnext50_32x4d,
+    wide_resnet50_2,
+)
+from .transfer import load_pretrained_cifar
+
+__version__ = "0.1.0"

@@ -1,0 +1,371 @@
+"""The ResNet family as stem → body → head, built from one table (He et al. 2016a, Table 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import (
+    BOTTLENECKS,
+    SHORTCUTS,
+    STRIDE_ON,
+    BasicBlock,
+    Block,
+    Bottleneck,
+    PreActBasicBlock,
+    PreActBottleneck,
+    Shortcut,
+    StrideOn,
+    conv3x3,
+    make_shortcut,
+    zero_init_last,
+)
+
+Stem = Literal["imagenet", "deep", "cifar"]
+STEMS: tuple[Stem, ...] = ("imagenet", "deep", "cifar")
+
+# The paper's Table 1: blocks per stage (conv2_x … conv5_x) for each ImageNet depth.
+DEPTHS: dict[int, tuple[Block, tuple[int, ...]]] = {
+    18: (BasicBlock, (2, 2, 2, 2)),
+    34: (BasicBlock, (3, 4, 6, 3)),
+    50: (Bottleneck, (3, 4, 6, 3)),
+    101: (Bottleneck, (3, 4, 23, 3)),
+    152: (Bottleneck, (3, 8, 36, 3)),
+}
+# The CIFAR family of Sec. 4.2: depth 6n + 2, three stages of n basic blocks each.
+CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+PREACT = {BasicBlock: PreActBasicBlock, Bottleneck: PreActBottleneck}
+
+
+def make_stage(
+    block: Block,
+    in_channels: int,
+    channels: int,
+    depth: int,
+    stride: int,
+    shortcut: Shortcut,
+    **block_options: object,
+) -> nn.Sequential:
+    """Stack `depth` blocks; the first one changes width and resolution (Sec. 3.3, Table 1)."""
+    out_channels = channels * block.expansion
+    blocks = []
+    for i in range(depth):
+        s = stride if i == 0 else 1
+        downsample = make_shortcut(shortcut, in_channels, out_channels, s)
+        blocks.append(
+            block(
+                in_channels,
+                channels,
+                s,
+                downsample,
+                residual=shortcut is not None,
+                **block_options,
+            )
+        )
+        in_channels = out_channels
+    return nn.Sequential(*blocks)
+
+
+class ResNet(nn.Module):
+    """A residual network: stem → body (stages of blocks) → head (He et al. 2016a, Fig. 3).
+
+    `forward(x)` is `head(body(stem(x)))`. Submodules keep torchvision's names (`conv1`, `bn1`,
+    `maxpool`, `layer1`…, `fc`) so that torchvision's state_dicts load key for key.
+
+    Args:
+        block: the block class of every stage.
+        layers: blocks per stage, one entry per stage (a row of Table 1).
+        num_classes: outputs of the final fully connected layer.
+        stem: "imagenet" (7×7/2 conv, BN, ReLU, 3×3/2 max-pool), "deep" (ResNet-C: three 3×3
+            convs, He et al. 2019) or "cifar" (one 3×3 conv, no pool, Sec. 4.2).
+        widths: channels of each stage before expansion; the stem outputs `widths[0]`.
+        shortcut: "A", "B", "C", "D" or None (plain network); see `make_shortcut`.
+        stride_on: where a bottleneck puts its stride ("3x3" or "1x1").
+        preact: use pre-activation blocks (He et al. 2016b).
+        groups, width_per_group: ResNeXt / wide ResNet bottlenecks.
+        zero_init_residual: zero the last BN of each residual branch (Goyal et al. 2017).
+        in_channels: channels of the input images.
+    """
+
+    def __init__(
+        self,
+        block: Block,
+        layers: Sequence[int],
+        num_classes: int = 1000,
+        *,
+        stem: Stem = "imagenet",
+        widths: Sequence[int] = (64, 128, 256, 512),
+        shortcut: Shortcut = "B",
+        stride_on: StrideOn = "3x3",
+        preact: bool = False,
+        groups: int = 1,
+        width_per_group: int = 64,
+        zero_init_residual: bool = False,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if zero_init_residual and shortcut is None:
+            raise ValueError("zero_init_residual=True needs a residual network, got shortcut=None")
+        _check_options(
+            block,
+            layers,
+            widths,
+            num_classes,
+            stem,
+            shortcut,
+            stride_on,
+            preact,
+            groups,
+            width_per_group,
+            in_channels,
+        )
+        if preact:
+            block = PREACT.get(block, block)
+        block_options = {}
+        if block in BOTTLENECKS:
+            block_options = {
+                "groups": groups,
+                "width_per_group": width_per_group,
+                "stride_on": stride_on,
+            }
+        self.in_channels = in_channels
+        self.preact = preact
+        self._make_stem(stem, in_channels, widths[0], preact)
+        channels = widths[0]
+        for i, (depth, width) in enumerate(zip(layers, widths), start=1):
+            stride = 1 if i == 1 else 2
+            stage = make_stage(block, channels, width, depth, stride, shortcut, **block_options)
+            setattr(self, f"layer{i}", stage)  # torchvision's names: layer1 … layer4
+            channels = width * block.expansion
+        self.num_stages = len(layers)
+        self.out_channels = channels
+        # Pre-activation nets end their last block without BN-ReLU: add it before pooling.
+        self.post_norm = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU()) if preact else None
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(channels, num_classes)
+        self.stride_two_layers = (2 if stem != "cifar" else 0) + self.num_stages - 1
+        self._init_weights(zero_init_residual)
+
+    def _make_stem(self, stem: Stem, in_channels: int, width: int, preact: bool) -> None:
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+        elif stem == "deep":
+            # ResNet-C: three 3×3 convs replace the 7×7 (He et al. 2019, Fig. 2b); timm's keys.
+            half = width // 2
+            self.conv1 = nn.Sequential(
+                conv3x3(in_channels, half, stride=2), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                conv3x3(half, width),
+            )  # fmt: skip
+        else:
+            self.conv1 = conv3x3(in_channels, width)
+        # The CIFAR pre-activation net starts with a bare conv: its first block normalises.
+        plain_cifar_preact = stem == "cifar" and preact
+        self.bn1 = nn.Identity() if plain_cifar_preact else nn.BatchNorm2d(width)
+        self.relu = nn.Identity() if plain_cifar_preact else nn.ReLU(inplace=True)
+        self.maxpool = (
+            nn.Identity() if stem == "cifar" else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        )
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        # He et al. 2015 initialisation for convolutions, BN as the identity (as torchvision).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for stage in self.stages:
+                for block in stage:
+                    zero_init_last(block)
+
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        """The body's stages in order (`layer1`, `layer2`, …)."""
+        return [getattr(self, f"layer{i}") for i in range(1, self.num_stages + 1)]
+
+    @property
+    def min_input_size(self) -> int:
+        """The smallest height and width that every stride-2 layer can still halve (≥ 2 px)."""
+        return 2 ** (self.stride_two_layers - 1) + 1 if self.stride_two_layers else 1
+
+    def stem(self, x: Tensor) -> Tensor:
+        """Input → first feature map: (N, 3, 224, 224) → (N, 64, 56, 56) for ImageNet."""
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
+    def body(self, x: Tensor) -> Tensor:
+        """The stages: (N, 64, 56, 56) → (N, 512·expansion, 7, 7) for ImageNet."""
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+    def head(self, x: Tensor) -> Tensor:
+        """Global average pooling and the classifier: (N, C, H, W) → (N, num_classes)."""
+        if self.post_norm is not None:
+            x = self.post_norm(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.head(self.body(self.stem(x)))
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a clear error for an input the network cannot take, before any convolution."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(
+                f"input must be 4-D (N, C, H, W), got {x.dim()}-D with shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"input has {x.shape[1]} channels, the network expects {self.in_channels} "
+                f"(shape {tuple(x.shape)})"
+            )
+        if min(x.shape[2:]) < self.min_input_size:
+            raise ValueError(
+                f"input {tuple(x.shape[2:])} is too small to survive the downsampling: "
+                f"{self.stride_two_layers} stride-2 layers need at least "
+                f"{self.min_input_size}×{self.min_input_size} pixels"
+            )
+
+
+def _check_options(block, layers, widths, num_classes, stem, shortcut, stride_on, preact,
+                   groups, width_per_group, in_channels) -> None:  # fmt: skip
+    _check_positive_int("num_classes", num_classes)
+    _check_positive_int("in_channels", in_channels)
+    _check_positive_int("groups", groups)
+    _check_positive_int("width_per_group", width_per_group)
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of 'A', 'B', 'C', 'D' or None, got {shortcut!r}")
+    if stride_on not in STRIDE_ON:
+        raise ValueError(f"stride_on must be '3x3' or '1x1', got {stride_on!r}")
+    if not isinstance(preact, bool):
+        raise TypeError(f"preact must be True or False, got {preact!r}")
+    if len(layers) == 0 or len(layers) != len(widths):
+        raise ValueError(
+            f"layers and widths need one entry per stage, got layers={list(layers)} and "
+            f"widths={list(widths)}"
+        )
+    for depth in layers:
+        _check_positive_int("layers entries", depth)
+    bottleneck = block in BOTTLENECKS
+    if not bottleneck and (groups != 1 or width_per_group != 64):
+        raise ValueError(
+            f"groups={groups} and width_per_group={width_per_group} need bottleneck blocks "
+            "(depth 50, 101 or 152); basic blocks allow only groups=1, width_per_group=64"
+        )
+    if not bottleneck and stride_on != "3x3":
+        raise ValueError(
+            f"stride_on={stride_on!r} applies to bottleneck blocks (depth 50, 101 or 152); "
+            "a basic block has no 1×1 convolution to put the stride on"
+        )
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+
+
+def resnet(
+    depth: int,
+    num_classes: int = 1000,
+    *,
+    stem: Stem = "imagenet",
+    shortcut: Shortcut = "B",
+    stride_on: StrideOn = "3x3",
+    preact: bool = False,
+    groups: int = 1,
+    width_per_group: int = 64,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """An ImageNet ResNet of depth 18, 34, 50, 101 or 152 (He et al. 2016a, Table 1)."""
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"depth must be an int, got {type(depth).__name__} {depth!r}")
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {sorted(DEPTHS)} (Table 1), got {depth}")
+    block, layers = DEPTHS[depth]
+    return ResNet(
+        block, layers, num_classes, stem=stem, shortcut=shortcut, stride_on=stride_on,
+        preact=preact, groups=groups, width_per_group=width_per_group,
+        zero_init_residual=zero_init_residual,
+    )  # fmt: skip
+
+
+def resnet18(num_classes: int = 1000, **options) -> ResNet:
+    """ResNet-18: basic blocks [2, 2, 2, 2] (Table 1)."""
+    return resnet(18, num_classes, **options)
+
+
+def resnet34(num_classes: int = 1000, **options) -> ResNet:
+    """ResNet-34: basic blocks [3, 4, 6, 3] (Table 1)."""
+    return resnet(34, num_classes, **options)
+
+
+def resnet50(num_classes: int = 1000, **options) -> ResNet:
+    """ResNet-50: bottlenecks [3, 4, 6, 3] (Table 1)."""
+    return resnet(50, num_classes, **options)
+
+
+def resnet101(num_classes: int = 1000, **options) -> ResNet:
+    """ResNet-101: bottlenecks [3, 4, 23, 3] (Table 1)."""
+    return resnet(101, num_classes, **options)
+
+
+def resnet152(num_classes: int = 1000, **options) -> ResNet:
+    """ResNet-152: bottlenecks [3, 8, 36, 3] (Table 1)."""
+    return resnet(152, num_classes, **options)
+
+
+def resnext50_32x4d(num_classes: int = 1000, **options) -> ResNet:
+    """ResNeXt-50 (32×4d): ResNet-50 with 32 groups of width 4 (Xie et al. 2017, Table 1)."""
+    return resnet(50, num_classes, groups=32, width_per_group=4, **options)
+
+
+def wide_resnet50_2(num_classes: int = 1000, **options) -> ResNet:
+    """Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide (Zagoruyko & Komodakis 2016)."""
+    return resnet(50, num_classes, width_per_group=128, **options)
+
+
+def cifar_resnet(
+    depth: int,
+    num_classes: int = 10,
+    *,
+    shortcut: Shortcut = "A",
+    preact: bool = False,
+    width: int = 16,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """A CIFAR ResNet of depth 6n + 2: three stages of n basic blocks, 16/32/64 channels
+    (He et al. 2016a, Sec. 4.2). `shortcut=None` gives the plain network of the same depth."""
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"depth must be an int, got {type(depth).__name__} {depth!r}")
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            f"depth must be 6n + 2 with n >= 1 (e.g. {', '.join(map(str, CIFAR_DEPTHS))}), "
+            f"got {depth}"
+        )
+    _check_positive_int("width", width)
+    n = (depth - 2) // 6
+    return ResNet(
+        BasicBlock, (n, n, n), num_classes, stem="cifar", widths=(width, 2 * width, 4 * width),
+        shortcut=shortcut, preact=preact, zero_init_residual=zero_init_residual,
+    )  # fmt: skip
+
+
+def plain(depth: int, num_classes: int = 1000, **options) -> ResNet:
+    """The paper's plain ImageNet network of `depth` layers: `resnet(depth, shortcut=None)`."""
+    return resnet(depth, num_classes, shortcut=None, **options)
+
+
+def cifar_plain(depth: int, num_classes: int = 10, **options) -> ResNet:
+    """The paper's plain CIFAR network (Fig. 6, left): `cifar_resnet(depth, shortcut=None)`."""
+    return cifar_resnet(depth, num_classes, shortcut=None, **options)

@@ -1,0 +1,213 @@
+"""The ResNet family against its references: torchvision's models, the paper, hand counts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import resnet_tutorial as rt
+
+torch.set_num_threads(1)  # the suite runs on 2 xdist workers on 2 cores
+
+# Published counts: torchvision's model documentation (parameters, GFLOPS = GMAC at 224×224)
+# and, for stride on the 1×1, the same network counted by hand from the paper's Table 1.
+IMAGENET_COUNTS = {
+    "resnet18": (rt.resnet18, 11_689_512, 1.814),
+    "resnet34": (rt.resnet34, 21_797_672, 3.664),
+    "resnet50": (rt.resnet50, 25_557_032, 4.089),
+    "resnet101": (rt.resnet101, 44_549_160, 7.801),
+    "resnet152": (rt.resnet152, 60_192_808, 11.514),
+    "resnext50_32x4d": (rt.resnext50_32x4d, 25_028_904, 4.230),
+    "wide_resnet50_2": (rt.wide_resnet50_2, 68_883_240, 11.398),
+}
+# Idelbayev (2018), README of pytorch_resnet_cifar10: exact parameter counts, option A.
+CIFAR_COUNTS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+
+
+@pytest.mark.parametrize("name", list(IMAGENET_COUNTS))
+def test_imagenet_counts_match_published(name):
+    builder, parameters, gmac = IMAGENET_COUNTS[name]
+    model = builder()
+    assert rt.count_parameters(model) == parameters
+    assert round(rt.count_macs(model) / 1e9, 3) == gmac
+
+
+def test_stride_on_1x1_keeps_parameters_and_costs_less():
+    model = rt.resnet50(stride_on="1x1")
+    assert rt.count_parameters(model) == 25_557_032
+    assert round(rt.count_macs(model) / 1e9, 3) == 3.858
+
+
+@pytest.mark.parametrize("depth", list(CIFAR_COUNTS))
+def test_cifar_counts_match_published(depth):
+    assert rt.count_parameters(rt.cifar_resnet(depth)) == CIFAR_COUNTS[depth]
+    # The plain net has the same parameters: option A's shortcuts have none (Sec. 4.2).
+    assert rt.count_parameters(rt.cifar_plain(depth)) == CIFAR_COUNTS[depth]
+
+
+def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
+    # Fresh BN statistics are 0/1 and would hide a misplaced BN: give them random values.
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+TORCHVISION = {
+    "resnet18": rt.resnet18,
+    "resnet34": rt.resnet34,
+    "resnet50": rt.resnet50,
+    "resnet101": rt.resnet101,
+    "resnet152": rt.resnet152,
+    "resnext50_32x4d": rt.resnext50_32x4d,
+    "wide_resnet50_2": rt.wide_resnet50_2,
+}
+
+
+@pytest.mark.parametrize("name", list(TORCHVISION))
+def test_outputs_equal_torchvision(name):
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)(weights=None, num_classes=10).eval()
+    _randomise_bn(reference)
+    ours = TORCHVISION[name](10).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_stride_on_1x1_loads_torchvision_weights_but_computes_something_else():
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50(weights=None).eval()
+    _randomise_bn(reference)
+    ours = rt.resnet50(stride_on="1x1").eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)  # the keys alone prove nothing
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(ours(x), reference(x), rtol=1e-3, atol=1e-3)
+
+
+def test_zero_init_residual_matches_torchvision_and_makes_identity_blocks():
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50(weights=None, zero_init_residual=True)
+    ours = rt.resnet50(zero_init_residual=True)
+    for (name, a), (_, b) in zip(ours.named_parameters(), reference.named_parameters()):
+        if name.endswith("bn3.weight"):
+            assert torch.equal(a, b) and not a.any()
+    block = ours.layer1[1].eval()  # an identity-shortcut block: y = relu(0 + x) = relu(x)
+    x = torch.randn(2, 256, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), torch.relu(x))
+
+
+def _projection_cost(pairs):
+    # A 1×1 projection + BN costs in·out weights plus 2·out BN parameters.
+    return sum(i * o + 2 * o for i, o in pairs)
+
+
+def _block_channels(stage_widths, blocks, in_width, expansion=1):
+    pairs = []
+    for width, n in zip(stage_widths, blocks):
+        for _ in range(n):
+            pairs.append((in_width, width * expansion))
+            in_width = width * expansion
+    return pairs
+
+
+def _changing(pairs, blocks):
+    # The first block of every stage but the first changes the shape (stride 2).
+    firsts = {sum(blocks[:i]) for i in range(1, len(blocks))}
+    return [p for k, p in enumerate(pairs) if k in firsts or p[0] != p[1]]
+
+
+@pytest.mark.parametrize(
+    "build, widths, blocks, stem_width",
+    [
+        (lambda s: rt.resnet34(shortcut=s), (64, 128, 256, 512), (3, 4, 6, 3), 64),
+        (lambda s: rt.cifar_resnet(20, shortcut=s), (16, 32, 64), (3, 3, 3), 16),
+    ],
+    ids=["resnet34", "cifar_resnet20"],
+)
+def test_shortcut_options_cost_what_they_should(build, widths, blocks, stem_width):
+    pairs = _block_channels(widths, blocks, stem_width)
+    a = rt.count_parameters(build("A"))
+    assert a == rt.count_parameters(build(None))  # option A adds no parameters at all
+    assert rt.count_parameters(build("B")) - a == _projection_cost(_changing(pairs, blocks))
+    assert rt.count_parameters(build("D")) - a == _projection_cost(_changing(pairs, blocks))
+    assert rt.count_parameters(build("C")) - a == _projection_cost(pairs)
+
+
+def test_resnet34_option_b_adds_three_projections():
+    # Hand count: 1×1 projections 64→128, 128→256, 256→512, each with BN (Table 3).
+    extra = (64 * 128 + 256) + (128 * 256 + 512) + (256 * 512 + 1024)
+    assert rt.count_parameters(rt.resnet34(shortcut="A")) == 21_797_672 - extra
+
+
+def test_option_a_pads_zeros_on_both_sides_like_the_cifar_checkpoints():
+    x = torch.randn(2, 16, 8, 8)
+    # Idelbayev (2018): F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))
+    expected = nn.functional.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 32 // 4, 32 // 4))
+    torch.testing.assert_close(rt.ZeroPadShortcut(16, 32, 2)(x), expected)
+
+
+def test_option_d_averages_before_projecting():
+    torch.manual_seed(0)
+    shortcut = rt.make_shortcut("D", 8, 16, 2).eval()
+    x = torch.randn(1, 8, 6, 6)
+    conv, bn = shortcut[1], shortcut[2]
+    expected = bn(conv(nn.functional.avg_pool2d(x, 2)))
+    torch.testing.assert_close(shortcut(x), expected)
+
+
+@pytest.mark.parametrize("build", [lambda: rt.cifar_plain(20), lambda: rt.plain(34)])
+def test_plain_nets_have_no_shortcut_anywhere(build):
+    model = build().eval()
+    blocks = [b for stage in model.stages for b in stage]
+    assert blocks and all(not b.residual for b in blocks)
+    assert not any(isinstance(m, rt.ZeroPadShortcut) for m in model.modules())
+    assert not any("downsample" in name for name, _ in model.named_parameters())
+    block = model.stages[0][1]  # y = relu(F(x)), no x added
+    x = torch.randn(1, block.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        f = block.bn2(block.conv2(torch.relu(block.bn1(block.conv1(x)))))
+        torch.testing.assert_close(block(x), torch.relu(f))
+
+
+def test_trace_shapes_follow_table_1():
+    trace = dict(rt.trace_shapes(rt.resnet50().eval(), torch.zeros(1, 3, 224, 224)))
+    assert trace == {
+        "input": (1, 3, 224, 224),
+        "stem": (1, 64, 56, 56),  # conv1 112×112, then the 3×3/2 max-pool: conv2_x 56×56
+        "layer1": (1, 256, 56, 56),
+        "layer2": (1, 512, 28, 28),
+        "layer3": (1, 1024, 14, 14),
+        "layer4": (1, 2048, 7, 7),
+        "head": (1, 1000),
+    }
+
+
+def test_summary_reports_torchsummary_table():
+    text = rt.summary(rt.cifar_resnet(20), (3, 32, 32))
+    assert "Total params: 269,722" in text
+    assert re.search(r"Conv2d-1\s+\[-1, 16, 32, 32\]\s+432", text)
+
+
+def test_gradient_norms_match_backward():
+    torch.manual_seed(0)
+    model = rt.cifar_resnet(8)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    norms = rt.gradient_norms(model, x, y)
+    nn.functional.cross_entropy(model(x), y).backward()
+    for name, value in norms:
+        stage, index = name.removeprefix("layer").split(".")
+        block = model.stages[int(stage) - 1][int(index)]
+        grads = torch.cat([p.grad.flatten() for p in block.parameters()])
+        assert value == pytest.approx(grads.norm().item(), rel=1e-5)
+    assert [n for n, _ in norms] == [f"layer{i}.0" for i in (1, 2, 3)]
