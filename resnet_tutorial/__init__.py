@@ -1,11 +1,12 @@
 """Companion package of the course "ResNet, built and tested".
 
 The models (`resnet`, `cifar_resnet`, …), their parts (`BasicBlock`, `make_stage`, …), their
-measures (`count_parameters`, `count_macs`, …) and pretrained weights, importable as
-`import resnet_tutorial as rt`.
+measures (`count_parameters`, `count_macs`, …), pretrained weights, data (`rt.data`), training
+(`fit`, `TrainConfig`, `rt.scale()`), plots (`rt.plot`) and exercise checks (`rt.exercises`),
+importable as `import resnet_tutorial as rt`.
 """
 
-from . import blocks, measure, transfer
+from . import blocks, data, exercises, measure, plot, train, transfer
 from .blocks import (
     BasicBlock,
     Bottleneck,
@@ -33,6 +34,17 @@ from .resnet import (
     resnet152,
     resnext50_32x4d,
     wide_resnet50_2,
+)
+from .train import (
+    History,
+    NonFiniteLossError,
+    TrainConfig,
+    default_device,
+    evaluate,
+    fit,
+    predict,
+    scale,
+    seed_everything,
 )
 from .transfer import load_pretrained_cifar
 

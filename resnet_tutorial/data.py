@@ -1,0 +1,593 @@
+"""CIFAR-10 and Fashion-MNIST as in-memory uint8 tensors, and a loader that augments on the device.
+
+Where the data comes from (DESIGN.md §3.2): the `root` argument, else `$RESNET_TUTORIAL_DATA`, else
+`~/.cache/resnet_tutorial`. Under that root CIFAR-10 is read from torchvision's python batches
+(`cifar-10-batches-py/`), else from an ImageFolder tree (`cifar10/{train,test}/<class>/*.jpg`),
+else downloaded through torchvision. Decoded ImageFolder trees are cached as one tensor file under
+`$RESNET_TUTORIAL_CACHE` (else `~/.cache/resnet_tutorial`), so the second load takes about a second.
+`DeviceLoader` keeps a whole split on the training device and shuffles, crops, flips and
+normalises whole batches there: no worker processes, no per-image Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import pickle
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+Split = Literal["train", "test"]
+
+# ImageFolder's sorted order, which is also CIFAR-10's label order (Krizhevsky 2009).
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+# torchvision.datasets.FashionMNIST.classes, in label order (Xiao et al. 2017).
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+# Per-channel statistics on the [0, 1] scale, population std over every pixel of the train split,
+# computed with `channel_stats` on the course's offline copy (JPEG, quality ~75). The official
+# python batches give (0.4914, 0.4822, 0.4465) / (0.2470, 0.2435, 0.2616): within 0.002.
+CIFAR10_MEAN = (0.4913, 0.4821, 0.4465)
+CIFAR10_STD = (0.2452, 0.2428, 0.2606)
+# What torchvision's ImageNet weights and the pretrained CIFAR checkpoints (akamaster) expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Fashion-MNIST train split, computed with `channel_stats`.
+FASHION_MNIST_MEAN = (0.2860,)
+FASHION_MNIST_STD = (0.3530,)
+
+CROP_PADDING = 4  # zeros around each side before the random crop (He et al. 2016, Sec. 4.2)
+
+_CIFAR_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+_FASHION_PREFIX = {"train": "train", "test": "t10k"}
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSet:
+    """A labelled image set in memory: uint8 images (N, C, H, W), int64 labels (N,), class names.
+
+    `source` says where it was read from; it may hold an absolute path, so the repr leaves it out.
+    """
+
+    images: Tensor
+    labels: Tensor
+    classes: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_images(self.images)
+        if self.labels.dtype != torch.int64 or self.labels.shape != self.images.shape[:1]:
+            raise ValueError(
+                f"labels must be an int64 tensor of shape ({self.images.shape[0]},); got "
+                f"{self.labels.dtype} of shape {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """The pair (images, labels)."""
+        return self.images, self.labels
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return f"ImageSet({n:,} images of {c}×{h}×{w} uint8, {len(self.classes)} classes)"
+
+
+# --------------------------------------------------------------------------------------------
+# Data sets
+
+
+def cifar10(
+    split: Split, *, root: str | os.PathLike | None = None, per_class: int | None = None,
+    download: bool = True,
+) -> ImageSet:  # fmt: skip
+    """CIFAR-10 (Krizhevsky 2009): uint8 images (N, 3, 32, 32), labels in CIFAR-10's class order.
+
+    Args:
+        split: "train" (5,000 images per class) or "test" (1,000 per class).
+        root: the data folder; else `$RESNET_TUTORIAL_DATA`, else `~/.cache/resnet_tutorial`.
+        per_class: keep only the first `per_class` images of each class, in source order.
+        download: download through torchvision when the root holds no copy.
+    """
+    _check_split(split)
+    folder, origin = _data_root(root)
+    batches, tree = folder / "cifar-10-batches-py", folder / "cifar10" / split
+    if _has_cifar_batches(batches, split):
+        data = _read_cifar_batches(batches, split, f"torchvision CIFAR-10 batches {batches}")
+    elif tree.is_dir():
+        data = _read_image_tree(tree, CIFAR10_CLASSES, (3, 32, 32), f"ImageFolder tree {tree}")
+    else:
+        looked = [
+            f"{batches} (torchvision's CIFAR-10 python batches): not found",
+            f"{tree} (an ImageFolder tree, one folder per class): not found",
+        ]
+        failure = _try_download(_download_cifar10, folder, download)
+        if failure is not None:
+            raise _not_found("CIFAR-10", split, folder, origin, [*looked, failure])
+        data = _read_cifar_batches(batches, split, f"torchvision download into {batches}")
+    return _first_per_class(data, per_class, split)
+
+
+def fashion_mnist(
+    split: Split, *, root: str | os.PathLike | None = None, per_class: int | None = None,
+    download: bool = True,
+) -> ImageSet:  # fmt: skip
+    """Fashion-MNIST (Xiao et al. 2017): uint8 greyscale images (N, 1, 28, 28), int64 labels.
+
+    Read from torchvision's layout `<root>/FashionMNIST/raw/*-ubyte`, the root found as in
+    `cifar10`, else downloaded through torchvision. Train has 6,000 images per class, test 1,000.
+    """
+    _check_split(split)
+    folder, origin = _data_root(root)
+    raw = folder / "FashionMNIST" / "raw"
+    source = f"torchvision FashionMNIST files {raw}"
+    if not _has_fashion_files(raw, split):
+        looked = [f"{raw} (torchvision's FashionMNIST raw files): not found"]
+        failure = _try_download(_download_fashion_mnist, folder, download)
+        if failure is not None:
+            raise _not_found("Fashion-MNIST", split, folder, origin, [*looked, failure])
+        source = f"torchvision download into {raw}"
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    prefix = _FASHION_PREFIX[split]
+    images = read_image_file(str(raw / f"{prefix}-images-idx3-ubyte")).unsqueeze(1)  # (N,1,28,28)
+    labels = read_label_file(str(raw / f"{prefix}-labels-idx1-ubyte")).long()
+    data = ImageSet(images, labels, FASHION_MNIST_CLASSES, source)
+    log.info("Fashion-MNIST %s: %d images from %s", split, len(data), source)
+    return _first_per_class(data, per_class, split)
+
+
+def as_cifar_like(data: ImageSet) -> ImageSet:
+    """Greyscale 28×28 → 3×32×32: zero-pad 2 pixels on each side, replicate the channel.
+
+    Lets Fashion-MNIST go through networks built (or pretrained) for CIFAR-10's input shape.
+    """
+    if data.images.shape[1:] != (1, 28, 28):
+        raise ValueError(
+            "as_cifar_like expects greyscale 28×28 images (N, 1, 28, 28); got shape "
+            f"{tuple(data.images.shape)}"
+        )
+    images = F.pad(data.images, (2, 2, 2, 2)).expand(-1, 3, -1, -1).contiguous()  # (N, 3, 32, 32)
+    source = f"{data.source}; zero-padded to 32×32, channel replicated ×3"
+    return ImageSet(images, data.labels, data.classes, source)
+
+
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) standard deviation of uint8 images, on the [0, 1] scale."""
+    _check_images(images)
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for channel in range(images.shape[1]):
+        # A histogram of the 256 levels gives exact sums without a float copy of the images.
+        counts = torch.bincount(images[:, channel].reshape(-1).cpu(), minlength=256).double()
+        mean = (counts * values).sum() / counts.sum()
+        var = (counts * (values - mean) ** 2).sum() / counts.sum()
+        means.append(mean.item())
+        stds.append(var.sqrt().item())
+    return tuple(means), tuple(stds)
+
+
+# --------------------------------------------------------------------------------------------
+# Where the data is, and what to say when it is not there
+
+
+def _check_split(split: str) -> None:
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r} is not a split; allowed: 'train' or 'test'")
+
+
+def _check_images(images: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+        got = (
+            f"{images.dtype} of shape {tuple(images.shape)}"
+            if isinstance(images, Tensor)
+            else (type(images).__name__)
+        )
+        raise ValueError(f"images must be a uint8 tensor (N, C, H, W); got {got}")
+
+
+def _data_root(root: str | os.PathLike | None) -> tuple[Path, str]:
+    """The data folder and where that choice came from."""
+    if root is not None:
+        return Path(root).expanduser(), "the root= argument"
+    env = os.environ.get("RESNET_TUTORIAL_DATA")
+    if env:
+        return Path(env).expanduser(), "$RESNET_TUTORIAL_DATA"
+    return Path.home() / ".cache" / "resnet_tutorial", "the default (no root=, no env var)"
+
+
+def _cache_dir() -> Path:
+    env = os.environ.get("RESNET_TUTORIAL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "resnet_tutorial"
+
+
+def _try_download(download: Callable[[Path], None], folder: Path, allowed: bool) -> str | None:
+    """Run the download; None when it worked, else a line saying why not."""
+    if not allowed:
+        return f"download into {folder}: not tried (download=False)"
+    try:
+        download(folder)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises both
+        return f"download into {folder}: failed ({type(error).__name__}: {error})"
+    return None
+
+
+def _download_cifar10(folder: Path) -> None:
+    from torchvision.datasets import CIFAR10
+
+    CIFAR10(str(folder), train=True, download=True)  # fetches, checks and unpacks both splits
+
+
+def _download_fashion_mnist(folder: Path) -> None:
+    from torchvision.datasets import FashionMNIST
+
+    FashionMNIST(str(folder), train=True, download=True)  # fetches all four files
+
+
+def _not_found(name: str, split: str, folder: Path, origin: str, looked: list[str]) -> Exception:
+    places = "\n".join(f"  - {line}" for line in looked)
+    return FileNotFoundError(
+        f"{name} ({split} split) not found. The data root is {folder}, from {origin}. "
+        f"Looked at:\n{places}\n"
+        "Fix it in one of three ways:\n"
+        "  1. pass root='path/to/data', a folder that holds the data;\n"
+        "  2. set the environment variable RESNET_TUTORIAL_DATA to that folder;\n"
+        "  3. allow the download (download=True, the default) on a machine with internet access."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Readers
+
+
+def _has_cifar_batches(folder: Path, split: str) -> bool:
+    return all((folder / name).is_file() for name in _CIFAR_BATCHES[split])
+
+
+def _has_fashion_files(folder: Path, split: str) -> bool:
+    prefix = _FASHION_PREFIX[split]
+    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
+    return all((folder / name).is_file() for name in names)
+
+
+def _read_cifar_batches(folder: Path, split: str, source: str) -> ImageSet:
+    """Read torchvision's CIFAR-10 pickles (raw pixels already: nothing to decode or cache)."""
+    images, labels = [], []
+    for name in _CIFAR_BATCHES[split]:
+        with open(folder / name, "rb") as file:
+            entry = pickle.load(file, encoding="latin1")  # as torchvision.datasets.CIFAR10 does
+        images.append(torch.from_numpy(np.asarray(entry["data"], dtype=np.uint8)))  # (n, 3072)
+        labels.append(torch.as_tensor(entry["labels"], dtype=torch.int64))
+    images = torch.cat(images).view(-1, 3, 32, 32)
+    log.info("CIFAR-10 %s: %d images from %s", split, len(images), source)
+    return ImageSet(images, torch.cat(labels), CIFAR10_CLASSES, source)
+
+
+def _read_image_tree(
+    folder: Path, classes: tuple[str, ...], shape: tuple[int, int, int], source: str
+) -> ImageSet:
+    """Read an ImageFolder tree in ImageFolder's order, through a cache of the decoded tensor."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    found, class_to_index = find_classes(str(folder))
+    if tuple(found) != classes:
+        raise ValueError(f"{folder} holds the class folders {found}; expected {list(classes)}")
+    samples = make_dataset(str(folder), class_to_index, extensions=IMG_EXTENSIONS)
+    paths = [path for path, _ in samples]
+    key = _fingerprint(folder, paths)
+    where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+    cache = _cache_dir() / f"{folder.parent.name}-{folder.name}-{where}.pt"  # one file per tree
+    cached = _load_cache(cache, key)
+    if cached is None:
+        images = _decode_images(paths, shape)
+        labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+        _save_cache(cache, key, images, labels)
+        log.info("decoded %d images of %s; cached in %s", len(paths), folder, cache)
+    else:
+        images, labels = cached
+        log.info("read %d images of %s from the cache %s", len(paths), folder, cache)
+    return ImageSet(images, labels, classes, source)
+
+
+def _fingerprint(folder: Path, paths: list[str]) -> list[object]:
+    """A cheap signature of a tree: file count, total size, newest mtime, hash of the names."""
+    stats = [os.stat(path) for path in paths]
+    names = hashlib.sha256("\n".join(os.path.relpath(p, folder) for p in paths).encode())
+    return [
+        _CACHE_VERSION, len(paths), sum(s.st_size for s in stats),
+        max((s.st_mtime_ns for s in stats), default=0), names.hexdigest(),
+    ]  # fmt: skip
+
+
+def _load_cache(path: Path, key: list[object]) -> tuple[Tensor, Tensor] | None:
+    """The cached (images, labels) if the file exists and was made from this very tree."""
+    try:
+        entry = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        return None
+    except Exception as error:  # truncated or foreign: decode again and overwrite it
+        log.warning("ignoring the unreadable cache %s (%s)", path, error)
+        return None
+    if not isinstance(entry, dict) or entry.get("key") != key:
+        return None
+    return entry["images"], entry["labels"]
+
+
+def _save_cache(path: Path, key: list[object], images: Tensor, labels: Tensor) -> None:
+    """Write atomically (a temp file in the same folder, then rename): no half-written file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as file:
+            torch.save({"key": key, "images": images, "labels": labels}, file)
+        os.replace(file.name, path)
+    except OSError as error:  # an unwritable cache costs speed, not correctness
+        log.warning("could not write the cache %s (%s)", path, error)
+
+
+def _decode_images(paths: list[str], shape: tuple[int, int, int]) -> Tensor:
+    """Decode image files into one uint8 tensor (N, C, H, W), in chunks on a few threads."""
+    chunks = [paths[i : i + 1000] for i in range(0, len(paths), 1000)]
+    with warnings.catch_warnings(), ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        # torchvision 0.29 deprecates its decoders in favour of TorchCodec's; they are still the
+        # fastest here (libjpeg-turbo, GIL released: 2× PIL), and PIL takes over without them.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        parts = list(pool.map(lambda chunk: _decode_chunk(chunk, shape), chunks))
+    return torch.cat(parts) if parts else torch.empty((0, *shape), dtype=torch.uint8)
+
+
+def _decode_chunk(paths: list[str], shape: tuple[int, int, int]) -> Tensor:
+    try:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+    except ImportError:  # a torchvision without image decoders
+        decode_image = None
+    images = []
+    for path in paths:
+        image = None
+        if decode_image is not None:
+            mode = ImageReadMode.RGB if shape[0] == 3 else ImageReadMode.GRAY
+            with contextlib.suppress(RuntimeError):  # a format it does not read: bmp, tiff...
+                image = decode_image(read_file(path), mode=mode)  # (C, H, W) uint8
+        if image is None:
+            image = _decode_with_pil(path, shape[0])
+        if tuple(image.shape) != shape:
+            raise ValueError(f"{path} decodes to shape {tuple(image.shape)}; expected {shape}")
+        images.append(image)
+    return torch.stack(images)
+
+
+def _decode_with_pil(path: str, channels: int) -> Tensor:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        array = np.array(image.convert("RGB" if channels == 3 else "L"))  # (H, W[, 3])
+    return torch.from_numpy(array).view(*array.shape[:2], -1).permute(2, 0, 1)
+
+
+def _first_per_class(data: ImageSet, per_class: int | None, split: str) -> ImageSet:
+    """Keep the first `per_class` images of each class, in the source's order."""
+    if per_class is None:
+        return data
+    counts = torch.bincount(data.labels, minlength=len(data.classes))
+    fewest = int(counts.min())
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 0 < per_class <= fewest:
+        raise ValueError(
+            f"per_class={per_class!r} is not allowed for the {split} split; allowed: None or an "
+            f"int from 1 to {fewest} (the size of its smallest class)"
+        )
+    order = torch.argsort(data.labels, stable=True)  # grouped by class, source order within
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(data.labels)
+    rank[order] = torch.arange(len(data)) - starts[data.labels[order]]  # position in its class
+    keep = rank < per_class
+    source = f"{data.source}; first {per_class} per class"
+    return ImageSet(data.images[keep], data.labels[keep], data.classes, source)
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation and normalisation, on whole batches (He et al. 2016, Sec. 4.2)
+
+
+def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:
+    """Each image (N, C, H, W) cut back to H×W at a random offset of its zero-padded copy.
+
+    The offsets come from `generator` on the CPU (reproducible bit for bit), then move to x's
+    device; the crop is one `index_select` of image rows, with no loop over images.
+    """
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding={padding!r}; allowed: an int >= 0")
+    offsets = torch.randint(0, 2 * padding + 1, (2, x.shape[0]), generator=generator)
+    padded = F.pad(x, (padding, padding, padding, padding)).contiguous()  # (N, C, H+2p, W+2p)
+    index = torch.arange(x.shape[0], device=x.device)
+    return _crop(padded, index, offsets.to(x.device), x.shape[-2:])
+
+
+def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Each image (N, C, H, W) mirrored left–right with probability 1/2."""
+    flips = torch.randint(0, 2, (x.shape[0],), generator=generator)
+    return _flip(x, flips.to(x.device))
+
+
+def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
+    """uint8 (N, C, H, W) → float32 (x / 255 - mean) / std: ToTensor then Normalize, fused."""
+    if x.dtype != torch.uint8:
+        raise TypeError(f"normalize expects uint8 images (it divides by 255); got {x.dtype}")
+    scale, shift = _affine(mean, std, x.shape[-3], x.device)
+    return x.float().mul_(scale).add_(shift)
+
+
+def _affine(
+    mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor, channels: int,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """(scale, shift), each (C, 1, 1), with (x / 255 - mean) / std = x * scale + shift."""
+    mean = torch.as_tensor(mean, dtype=torch.float64).flatten()
+    std = torch.as_tensor(std, dtype=torch.float64).flatten()
+    if len(mean) != channels or len(std) != channels or not bool((std > 0).all()):
+        raise ValueError(
+            f"mean and std need one value per channel ({channels}), std > 0; got "
+            f"mean={tuple(mean.tolist())}, std={tuple(std.tolist())}"
+        )
+    # A multiply-add instead of ToTensor's divide, subtract, divide: a third of the passes over
+    # the batch, and the same result up to float32 rounding.
+    scale, shift = 1 / (255 * std), -mean / std
+    return tuple(t.to(device, torch.float32).view(-1, 1, 1) for t in (scale, shift))
+
+
+def _crop(padded: Tensor, index: Tensor, offsets: Tensor, size: tuple[int, int]) -> Tensor:
+    """padded[index[b], :, top:top+H, left:left+W] for every b, with (top, left) = offsets[:, b].
+
+    Every image row of the output starts somewhere in the flat padded tensor, so one
+    `index_select` over a sliding-window view (no copy) gathers whole rows: no per-pixel index.
+    """
+    n, c, padded_h, padded_w = padded.shape
+    h, w = size
+    windows = padded.view(-1).unfold(0, w, 1)  # (numel - w + 1, w): every run of w pixels
+    rows = torch.arange(h, device=padded.device)
+    channels = torch.arange(c, device=padded.device) * (padded_h * padded_w)
+    starts = (
+        index[:, None, None] * (c * padded_h * padded_w)
+        + channels[None, :, None]
+        + (offsets[0, :, None, None] + rows[None, None, :]) * padded_w
+        + offsets[1, :, None, None]
+    )  # (B, C, H): where each output row starts
+    return windows.index_select(0, starts.view(-1)).view(len(index), c, h, w)
+
+
+def _flip(x: Tensor, flips: Tensor) -> Tensor:
+    """x[b].flip(-1) where flips[b] is 1, x[b] where it is 0."""
+    both = torch.cat([x, x.flip(-1)])  # (2B, C, H, W): as is, then mirrored
+    return both.index_select(0, torch.arange(len(x), device=x.device) + len(x) * flips)
+
+
+# --------------------------------------------------------------------------------------------
+# The loader
+
+
+def _seeded(*numbers: int) -> torch.Generator:
+    """A CPU generator whose stream depends on all the numbers given (seed, epoch, ...)."""
+    digest = hashlib.sha256(",".join(map(str, numbers)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+class DeviceLoader:
+    """Batches (x, y) from one tensor on the device, shuffled and augmented in whole batches.
+
+    Train mode shuffles with a generator seeded from (seed, epoch) and, unless augment=False,
+    applies the CIFAR recipe (He et al. 2016, Sec. 4.2): pad 4, random crop, random flip. Every
+    rank of a DistributedDataParallel run draws the same permutation and takes
+    `perm[rank::world_size]` (padded with its first items, as DistributedSampler does, so that
+    all ranks have equal length); augmentation draws from a generator seeded from
+    (seed, epoch, rank). Each `iter()` uses epoch `loader.epoch` and advances it by one;
+    `set_epoch(k)` selects epoch k, so a resumed run sees exactly the original batches.
+    A batch equals `normalize(random_flip(random_crop(images[i], 4, g), g), mean, std)`.
+    """
+
+    def __init__(
+        self, data: ImageSet | tuple[Tensor, Tensor], batch_size: int = 128, *, train: bool = True,
+        mean: Sequence[float], std: Sequence[float], device: torch.device | str | None = None,
+        seed: int = 0, augment: bool | None = None, drop_last: bool = False, rank: int = 0,
+        world_size: int = 1,
+    ) -> None:  # fmt: skip
+        images, labels = data.tensors if isinstance(data, ImageSet) else data
+        _check_loader_args(images, labels, batch_size, rank, world_size)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.scale, self.shift = _affine(mean, std, images.shape[1], self.device)
+        self.batch_size, self.train, self.seed, self.drop_last = batch_size, train, seed, drop_last
+        self.augment = train if augment is None else augment
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0  # the epoch that the next iter() uses
+        self.size = tuple(images.shape[-2:])
+        if self.augment:  # pad once, here, rather than every batch: (N, C, H + 8, W + 8)
+            images = F.pad(images, (CROP_PADDING,) * 4)
+        self.images = images.to(self.device).contiguous()  # uint8, moved once
+        self.labels = labels.to(self.device, torch.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration use the order and augmentation of `epoch`."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch={epoch!r}; allowed: an int >= 0")
+        self.epoch = epoch
+
+    @property
+    def samples_per_rank(self) -> int:
+        """How many images this rank reads per epoch (before drop_last)."""
+        return math.ceil(len(self.labels) / self.world_size)
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.samples_per_rank // self.batch_size
+        return math.ceil(self.samples_per_rank / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1  # advanced now, not at the first batch
+        return self._batches(epoch)
+
+    def indices(self, epoch: int) -> Tensor:
+        """The positions in the data set that this rank reads in `epoch`, in order (CPU int64)."""
+        n = len(self.labels)
+        if self.train:
+            order = torch.randperm(n, generator=_seeded(self.seed, epoch))
+        else:
+            order = torch.arange(n)
+        order = torch.cat([order, order[: self.samples_per_rank * self.world_size - n]])
+        return order[self.rank :: self.world_size]
+
+    def _batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        indices = self.indices(epoch).to(self.device)
+        generator = _seeded(self.seed, epoch, self.rank)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = indices[start : start + self.batch_size]
+            if self.augment:  # the draws of random_crop, then random_flip
+                offsets = torch.randint(
+                    0, 2 * CROP_PADDING + 1, (2, len(index)), generator=generator
+                )
+                flips = torch.randint(0, 2, (len(index),), generator=generator)
+                x = _crop(self.images, index, offsets.to(self.device), self.size)
+                x = _flip(x, flips.to(self.device))
+            else:
+                x = self.images.index_select(0, index)  # (B, C, H, W) uint8
+            yield x.float().mul_(self.scale).add_(self.shift), self.labels.index_select(0, index)
+
+
+def _check_loader_args(
+    images: Tensor, labels: Tensor, batch_size: int, rank: int, world_size: int
+) -> None:
+    _check_images(images)
+    if not isinstance(labels, Tensor) or labels.shape != images.shape[:1]:
+        got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be a tensor of shape ({images.shape[0]},); got {got}")
+    for name, value, low in (("batch_size", batch_size, 1), ("world_size", world_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}={value!r}; allowed: an int >= {low}")
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(
+            f"rank={rank!r}; allowed: an int from 0 to world_size - 1 = {world_size - 1}"
+        )
+    if images.shape[0] < world_size:
+        raise ValueError(
+            f"{images.shape[0]} images cannot be shared by world_size={world_size} ranks; "
+            "allowed: at least one image per rank"
+        )

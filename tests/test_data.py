@@ -1,0 +1,557 @@
+"""resnet_tutorial.data against independent oracles: published counts, torchvision's readers and
+transforms, PIL decoding, and hand-built image trees and CIFAR batches in tmp_path.
+
+The full splits come from $RESNET_TUTORIAL_DATA (the offline copy in CI) and go through the
+package's default cache ($RESNET_TUTORIAL_CACHE, else ~/.cache/resnet_tutorial), which the
+notebooks share: the 60,000 JPEGs are decoded at most once per machine, not once per test run.
+Tests of the cache itself use their own cache folders under tmp_path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision import datasets, transforms
+
+from resnet_tutorial import data as rtdata
+
+CIFAR_PER_CLASS = {"train": 5000, "test": 1000}  # Krizhevsky 2009
+FASHION_PER_CLASS = {"train": 6000, "test": 1000}  # Xiao et al. 2017
+# Train-set statistics of the offline JPEG copy, from ../shared/data/README.md.
+README_MEAN, README_STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)
+# The statistics usually quoted for the official CIFAR-10 python batches.
+OFFICIAL_MEAN, OFFICIAL_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    value = os.environ.get("RESNET_TUTORIAL_DATA")
+    if not value:
+        pytest.fail(
+            "these tests read the offline data: set RESNET_TUTORIAL_DATA to the folder that "
+            "holds cifar10/ and FashionMNIST/ (CI: ../shared/data, see .ci/run)"
+        )
+    root = Path(value)
+    for name in ("cifar10/train", "cifar10/test", "FashionMNIST/raw"):
+        if not (root / name).is_dir():
+            pytest.fail(f"RESNET_TUTORIAL_DATA={value} has no {name}/")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar_train(data_root: Path) -> rtdata.ImageSet:
+    return rtdata.cifar10("train", root=data_root, download=False)
+
+
+@pytest.fixture(scope="session")
+def cifar_test(data_root: Path) -> rtdata.ImageSet:
+    return rtdata.cifar10("test", root=data_root, download=False)
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty cache folder for this test."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("RESNET_TUTORIAL_CACHE", str(folder))
+    return folder
+
+
+def write_tree(root: Path, per_class: int = 2, seed: int = 0) -> list[tuple[Path, np.ndarray]]:
+    """A tiny CIFAR-10 ImageFolder tree of random 32×32 PNGs (lossless) under root/cifar10/test."""
+    rng = np.random.default_rng(seed)
+    written = []
+    for name in rtdata.CIFAR10_CLASSES:
+        folder = root / "cifar10" / "test" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+            written.append((folder / f"{i:04d}.png", pixels))
+    return written
+
+
+def as_chw(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(pixels)).permute(2, 0, 1)  # a writable copy
+
+
+# --------------------------------------------------------------------------------------------
+# The real data sets: counts, shapes, order, statistics
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_cifar10_counts_shapes_and_classes(split, cifar_train, cifar_test):
+    data = cifar_train if split == "train" else cifar_test
+    n = 10 * CIFAR_PER_CLASS[split]
+    assert data.images.shape == (n, 3, 32, 32) and data.images.dtype == torch.uint8
+    assert data.labels.shape == (n,) and data.labels.dtype == torch.int64
+    assert torch.bincount(data.labels).tolist() == [CIFAR_PER_CLASS[split]] * 10
+    assert data.classes == ("airplane", "automobile", "bird", "cat", "deer",
+                            "dog", "frog", "horse", "ship", "truck")  # fmt: skip
+    assert len(data) == n and data.tensors[0] is data.images and data.tensors[1] is data.labels
+    assert "ImageFolder" in data.source and str(Path("cifar10") / split) in data.source
+    assert str(Path("/")) not in repr(data)  # notebooks may show it: no absolute path
+
+
+def test_cifar10_follows_imagefolder_order_and_pixels(data_root, cifar_test):
+    oracle = datasets.ImageFolder(str(data_root / "cifar10" / "test"))
+    assert cifar_test.labels.tolist() == oracle.targets
+    for i in (0, 1, 4321, 9999):
+        path, label = oracle.samples[i]
+        with Image.open(path) as image:
+            pixels = as_chw(np.asarray(image.convert("RGB")))
+        assert torch.equal(cifar_test.images[i], pixels), path
+        assert cifar_test.labels[i] == label
+
+
+def test_per_class_takes_the_first_k_in_source_order(data_root, cifar_test):
+    subset = rtdata.cifar10("test", root=data_root, per_class=3, download=False)
+    oracle = datasets.ImageFolder(str(data_root / "cifar10" / "test"))
+    expected = [s for c in range(10) for s in [s for s in oracle.samples if s[1] == c][:3]]
+    assert subset.labels.tolist() == [label for _, label in expected]
+    for image, (path, _) in zip(subset.images, expected):
+        with Image.open(path) as pil:
+            assert torch.equal(image, as_chw(np.asarray(pil.convert("RGB")))), path
+    assert "first 3 per class" in subset.source
+
+
+def test_per_class_keeps_the_source_order_when_classes_interleave():
+    labels = torch.tensor([2, 0, 1, 0, 2, 1, 0, 2, 1])
+    data = rtdata.ImageSet(torch.arange(9, dtype=torch.uint8).view(9, 1, 1, 1), labels,
+                           ("a", "b", "c"), "hand-made")  # fmt: skip
+    subset = rtdata._first_per_class(data, 2, "test")
+    assert subset.images.flatten().tolist() == [0, 1, 2, 3, 4, 5]  # positions, in order
+
+
+def test_cifar10_train_statistics(cifar_train):
+    mean, std = rtdata.channel_stats(cifar_train.images)
+    assert mean == pytest.approx(README_MEAN, abs=6e-5)
+    assert std == pytest.approx(README_STD, abs=6e-5)
+    assert mean == pytest.approx(rtdata.CIFAR10_MEAN, abs=6e-5)
+    assert std == pytest.approx(rtdata.CIFAR10_STD, abs=6e-5)
+    # The JPEG copy and the official pixels differ, but not by enough to matter for training.
+    ours, official = rtdata.CIFAR10_MEAN + rtdata.CIFAR10_STD, OFFICIAL_MEAN + OFFICIAL_STD
+    assert max(abs(a - b) for a, b in zip(ours, official)) < 2e-3
+
+
+def test_channel_stats_against_float64_on_a_small_case():
+    images = torch.randint(0, 256, (7, 3, 5, 6), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    x = images.double().div(255)
+    mean, std = rtdata.channel_stats(images)
+    torch.testing.assert_close(torch.tensor(mean), x.mean((0, 2, 3)), check_dtype=False)
+    torch.testing.assert_close(torch.tensor(std), x.std((0, 2, 3), correction=0),
+                               check_dtype=False)  # fmt: skip
+    with pytest.raises(ValueError, match="uint8"):
+        rtdata.channel_stats(x)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_fashion_mnist_against_torchvision(split, data_root):
+    data = rtdata.fashion_mnist(split, root=data_root, download=False)
+    oracle = datasets.FashionMNIST(str(data_root), train=split == "train", download=False)
+    n = 10 * FASHION_PER_CLASS[split]
+    assert data.images.shape == (n, 1, 28, 28) and data.images.dtype == torch.uint8
+    assert data.labels.dtype == torch.int64
+    assert torch.bincount(data.labels).tolist() == [FASHION_PER_CLASS[split]] * 10
+    assert torch.equal(data.images[:, 0], oracle.data)
+    assert torch.equal(data.labels, oracle.targets)
+    assert data.classes == tuple(oracle.classes)
+    subset = rtdata.fashion_mnist(split, root=data_root, per_class=4, download=False)
+    first = [i for c in range(10) for i in (oracle.targets == c).nonzero().flatten()[:4].tolist()]
+    assert torch.equal(subset.images, data.images[sorted(first)])
+
+
+def test_fashion_mnist_statistics(data_root):
+    mean, std = rtdata.channel_stats(rtdata.fashion_mnist("train", root=data_root).images)
+    assert mean == pytest.approx(rtdata.FASHION_MNIST_MEAN, abs=6e-5)
+    assert std == pytest.approx(rtdata.FASHION_MNIST_STD, abs=6e-5)
+
+
+def test_as_cifar_like_pads_with_zeros_and_replicates(data_root):
+    grey = rtdata.fashion_mnist("test", root=data_root, per_class=2)
+    rgb = rtdata.as_cifar_like(grey)
+    assert rgb.images.shape == (20, 3, 32, 32) and rgb.images.dtype == torch.uint8
+    for channel in range(3):
+        assert torch.equal(rgb.images[:, channel, 2:30, 2:30], grey.images[:, 0])
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert (rgb.images[:, :, border] == 0).all()
+    assert torch.equal(rgb.labels, grey.labels) and rgb.classes == grey.classes
+    with pytest.raises(ValueError, match=r"28×28.*\(20, 3, 32, 32\)"):
+        rtdata.as_cifar_like(rgb)
+
+
+# --------------------------------------------------------------------------------------------
+# Where the data comes from, and the error when it is nowhere
+
+
+@pytest.mark.parametrize("load", [rtdata.cifar10, rtdata.fashion_mnist])
+def test_missing_data_says_where_it_looked_and_how_to_fix_it(load, tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        load("test", root=tmp_path, download=False)
+    message = str(error.value)
+    assert str(tmp_path) in message and "the root= argument" in message
+    expected = ["cifar-10-batches-py", str(Path("cifar10") / "test")] if load is rtdata.cifar10 \
+        else [str(Path("FashionMNIST") / "raw")]  # fmt: skip
+    for place in expected:
+        assert place in message
+    assert "not tried (download=False)" in message
+    for fix in ("root=", "RESNET_TUTORIAL_DATA", "download=True"):
+        assert fix in message
+
+
+def test_a_failed_download_is_reported(tmp_path, monkeypatch):
+    def offline(folder):
+        raise urllib.error.URLError("no internet")
+
+    monkeypatch.setattr(rtdata, "_download_cifar10", offline)
+    with pytest.raises(FileNotFoundError, match="failed \\(URLError: <urlopen error no internet>"):
+        rtdata.cifar10("train", root=tmp_path)
+
+
+def write_cifar_batches(folder: Path, per_batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fake torchvision CIFAR-10 batches; returns all train images (N, 3, 32, 32) and labels."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    images, labels = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        rows = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        targets = rng.integers(0, 10, per_batch).tolist()
+        with open(folder / name, "wb") as file:
+            pickle.dump({"data": rows, "labels": targets}, file)
+        if name != "test_batch":
+            images.append(torch.from_numpy(rows.reshape(-1, 3, 32, 32)))
+            labels += targets
+    return torch.cat(images), torch.tensor(labels)
+
+
+def test_cifar10_reads_python_batches_and_downloads_into_the_root(tmp_path, monkeypatch):
+    expected = {}
+    monkeypatch.setattr(rtdata, "_download_cifar10", lambda folder: expected.update(
+        zip(("images", "labels"), write_cifar_batches(folder / "cifar-10-batches-py")))
+    )  # fmt: skip
+    data = rtdata.cifar10("train", root=tmp_path)
+    assert data.source.startswith("torchvision download into")
+    assert torch.equal(data.images, expected["images"])
+    assert torch.equal(data.labels, expected["labels"])
+    again = rtdata.cifar10("train", root=tmp_path, download=False)  # now found in the root
+    assert again.source.startswith("torchvision CIFAR-10 batches")
+    assert torch.equal(again.images, expected["images"])
+
+
+def test_python_batches_take_precedence_over_a_tree(tmp_path, cache):
+    write_tree(tmp_path)
+    write_cifar_batches(tmp_path / "cifar-10-batches-py")
+    assert "batches" in rtdata.cifar10("test", root=tmp_path, download=False).source
+
+
+def test_root_then_env_then_home(tmp_path, monkeypatch, cache):
+    for name in ("arg", "env", "home/.cache/resnet_tutorial"):
+        write_tree(tmp_path / name, per_class=1, seed=len(name))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RESNET_TUTORIAL_DATA", str(tmp_path / "env"))
+    assert str(tmp_path / "arg") in rtdata.cifar10("test", root=tmp_path / "arg").source
+    assert str(tmp_path / "env") in rtdata.cifar10("test").source
+    monkeypatch.delenv("RESNET_TUTORIAL_DATA")
+    assert str(tmp_path / "home") in rtdata.cifar10("test").source
+
+
+def test_tree_pixels_and_labels_are_exact(tmp_path, cache):
+    written = write_tree(tmp_path, per_class=2)
+    data = rtdata.cifar10("test", root=tmp_path)
+    assert torch.equal(data.images, torch.stack([as_chw(p) for _, p in written]))
+    assert data.labels.tolist() == [c for c in range(10) for _ in range(2)]
+
+
+def test_a_tree_with_other_classes_or_sizes_is_refused(tmp_path, cache):
+    write_tree(tmp_path, per_class=1)
+    (tmp_path / "cifar10" / "test" / "unicorn").mkdir()
+    Image.new("RGB", (32, 32)).save(tmp_path / "cifar10" / "test" / "unicorn" / "0.png")
+    with pytest.raises(ValueError, match="unicorn"):
+        rtdata.cifar10("test", root=tmp_path)
+    (tmp_path / "cifar10" / "test" / "unicorn" / "0.png").unlink()
+    (tmp_path / "cifar10" / "test" / "unicorn").rmdir()
+    Image.new("RGB", (28, 30)).save(tmp_path / "cifar10" / "test" / "cat" / "9.png")
+    with pytest.raises(ValueError, match=r"9\.png decodes to shape \(3, 30, 28\)"):
+        rtdata.cifar10("test", root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"split": "val"}, r"split='val'.*'train' or 'test'"),
+        ({"split": "test", "per_class": 0}, r"per_class=0.*1 to 2"),
+        ({"split": "test", "per_class": -1}, r"per_class=-1.*1 to 2"),
+        ({"split": "test", "per_class": 3}, r"per_class=3.*1 to 2"),
+        ({"split": "test", "per_class": 1.5}, r"per_class=1\.5.*1 to 2"),
+        ({"split": "test", "per_class": True}, r"per_class=True"),
+    ],
+)
+def test_bad_arguments(kwargs, match, tmp_path, cache):
+    write_tree(tmp_path, per_class=2)
+    with pytest.raises(ValueError, match=match):
+        rtdata.cifar10(root=tmp_path, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# The cache of decoded trees
+
+
+def test_second_load_reads_the_cache_not_the_images(tmp_path, cache, monkeypatch):
+    write_tree(tmp_path)
+    first = rtdata.cifar10("test", root=tmp_path)
+    assert [p.suffix for p in cache.iterdir()] == [".pt"]  # one file, no temp file left
+    assert not list(tmp_path.glob("cifar10/**/*.pt"))  # nothing written into the data root
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again although the cache is valid")
+
+    monkeypatch.setattr(rtdata, "_decode_images", no_decoding)
+    second = rtdata.cifar10("test", root=tmp_path)
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+
+
+def test_cache_is_rebuilt_when_the_tree_changes(tmp_path, cache):
+    written = write_tree(tmp_path)
+    assert len(rtdata.cifar10("test", root=tmp_path)) == 20
+    # A new image in class "dog".
+    extra = np.full((32, 32, 3), 7, dtype=np.uint8)
+    Image.fromarray(extra).save(tmp_path / "cifar10" / "test" / "dog" / "0005.png")
+    grown = rtdata.cifar10("test", root=tmp_path)
+    assert len(grown) == 21 and grown.labels.tolist().count(5) == 3
+    assert torch.equal(grown.images[12], as_chw(extra))
+    # An image rewritten in place (same name, same size on disk is possible: bump mtime too).
+    path = written[0][0]
+    Image.fromarray(255 - written[0][1]).save(path)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    changed = rtdata.cifar10("test", root=tmp_path)
+    assert torch.equal(changed.images[0], as_chw(255 - written[0][1]))
+    assert len(list(cache.iterdir())) == 1  # replaced, not accumulated
+
+
+def test_an_unreadable_cache_is_rebuilt(tmp_path, cache, caplog):
+    write_tree(tmp_path)
+    expected = rtdata.cifar10("test", root=tmp_path)
+    (cached,) = cache.iterdir()
+    cached.write_bytes(b"not a tensor file")
+    with caplog.at_level(logging.WARNING, logger="resnet_tutorial.data"):
+        again = rtdata.cifar10("test", root=tmp_path)
+    assert "unreadable cache" in caplog.text
+    assert torch.equal(again.images, expected.images)
+
+
+# --------------------------------------------------------------------------------------------
+# Augmentation and normalisation against oracles
+
+
+def all_crops(image: torch.Tensor, padding: int) -> list[torch.Tensor]:
+    """Every H×W window of the zero-padded image (the oracle of random_crop)."""
+    padded = F.pad(image, (padding,) * 4)
+    h, w = image.shape[-2:]
+    return [padded[:, i : i + h, j : j + w] for i in range(2 * padding + 1)
+            for j in range(2 * padding + 1)]  # fmt: skip
+
+
+@pytest.mark.parametrize(("shape", "padding"), [((300, 3, 32, 32), 4), ((40, 1, 5, 7), 2),
+                                                ((10, 3, 6, 6), 0)])  # fmt: skip
+def test_random_crop_is_a_window_of_the_zero_padded_image(shape, padding):
+    x = torch.randint(1, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    out = rtdata.random_crop(x, padding, torch.Generator().manual_seed(2))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    offsets = set()
+    for image, crop in zip(x, out):
+        windows = all_crops(image, padding)
+        matches = [k for k, window in enumerate(windows) if torch.equal(window, crop)]
+        assert len(matches) == 1
+        offsets.add(matches[0])
+    if shape[0] == 300:  # all 81 offsets are possible, and nearly all appear
+        assert len(offsets) >= 75
+    again = rtdata.random_crop(x, padding, torch.Generator().manual_seed(2))
+    assert torch.equal(out, again)  # bit for bit, from the same seed
+
+
+def test_random_flip_is_torch_flip_or_identity():
+    x = torch.randint(0, 256, (200, 3, 8, 8), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(3))  # fmt: skip
+    out = rtdata.random_flip(x, torch.Generator().manual_seed(4))
+    flipped = [torch.equal(o, torch.flip(i, dims=[-1])) for i, o in zip(x, out)]
+    same = [torch.equal(o, i) for i, o in zip(x, out)]
+    assert all(f or s for f, s in zip(flipped, same))
+    assert 70 < sum(flipped) < 130  # about half, fixed by the seed
+    assert torch.equal(out, rtdata.random_flip(x, torch.Generator().manual_seed(4)))
+
+
+def test_normalize_equals_totensor_then_normalize(cifar_test):
+    oracle = transforms.Compose(
+        [transforms.ToTensor(), transforms.Normalize(rtdata.CIFAR10_MEAN, rtdata.CIFAR10_STD)]
+    )
+    images = cifar_test.images[:16]
+    expected = torch.stack([oracle(Image.fromarray(i.permute(1, 2, 0).numpy())) for i in images])
+    got = rtdata.normalize(images, rtdata.CIFAR10_MEAN, rtdata.CIFAR10_STD)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected)
+    with pytest.raises(TypeError, match="uint8"):
+        rtdata.normalize(images.float(), rtdata.CIFAR10_MEAN, rtdata.CIFAR10_STD)
+    with pytest.raises(ValueError, match=r"one value per channel \(3\)"):
+        rtdata.normalize(images, rtdata.FASHION_MNIST_MEAN, rtdata.FASHION_MNIST_STD)
+
+
+# --------------------------------------------------------------------------------------------
+# The loader
+
+
+def numbered(n: int, channels: int = 3, size: int = 8, seed: int = 0):
+    """Random images whose labels are their own positions, so batches can be traced back."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(
+        0, 256, (n, channels, size, size), dtype=torch.uint8, generator=generator
+    )
+    return images, torch.arange(n)
+
+
+MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+
+
+def loader(data, batch_size=16, **kwargs) -> rtdata.DeviceLoader:
+    return rtdata.DeviceLoader(data, batch_size, mean=MEAN, std=STD, device="cpu", **kwargs)
+
+
+def batches(dataloader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(dataloader)
+
+
+def test_test_mode_keeps_the_order_and_the_pixels():
+    images, labels = numbered(50)
+    batches_ = batches(loader((images, labels), train=False))
+    assert len(batches_) == 4 == len(loader((images, labels), train=False))
+    assert [len(y) for _, y in batches_] == [16, 16, 16, 2]
+    x = torch.cat([x for x, _ in batches_])
+    assert x.dtype == torch.float32 and x.shape == (50, 3, 8, 8)
+    assert torch.cat([y for _, y in batches_]).tolist() == list(range(50))
+    torch.testing.assert_close(x, rtdata.normalize(images, MEAN, STD))
+
+
+def test_train_batches_are_augmented_crops_of_each_shuffled_image():
+    images, labels = numbered(64, size=10)
+    seen = []
+    for x, y in loader((images, labels), batch_size=20):
+        for xi, i in zip(x, y.tolist()):
+            candidates = [w for c in all_crops(images[i], 4) for w in (c, c.flip(-1))]
+            candidates = rtdata.normalize(torch.stack(candidates), MEAN, STD)
+            assert (candidates - xi).abs().amax((1, 2, 3)).min() < 1e-5
+            seen.append(i)
+    assert sorted(seen) == list(range(64)) and seen != list(range(64))  # shuffled, each once
+
+
+def same(run1, run2) -> bool:
+    return len(run1) == len(run2) and all(
+        torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(run1, run2)
+    )
+
+
+def test_same_seed_and_epoch_give_the_same_batches_bit_for_bit():
+    data = numbered(100, size=12)
+    first, second = loader(data, seed=7), loader(data, seed=7)
+    epochs = [batches(first) for _ in range(2)]  # no set_epoch: the epoch advances by itself
+    assert first.epoch == 2
+    assert same(epochs[0], batches(second)) and same(epochs[1], batches(second))
+    resumed = loader(data, seed=7)
+    resumed.set_epoch(1)  # as a run resumed at epoch 1 does
+    assert same(epochs[1], batches(resumed))
+    assert not same(epochs[0], batches(loader(data, seed=8)))
+
+
+def test_different_epochs_give_different_orders():
+    data = numbered(100)
+    dataloader = loader(data)
+    orders = [torch.cat([y for _, y in dataloader]).tolist() for _ in range(3)]
+    assert orders[0] != orders[1] != orders[2]
+    assert all(sorted(order) == list(range(100)) for order in orders)
+
+
+def test_augment_false_and_drop_last():
+    images, labels = numbered(50)
+    plain = loader((images, labels), augment=False, drop_last=True)
+    assert len(plain) == 3
+    batches_ = batches(plain)
+    assert [len(y) for _, y in batches_] == [16, 16, 16]
+    for x, y in batches_:  # shuffled, but the pixels untouched
+        torch.testing.assert_close(x, rtdata.normalize(images[y], MEAN, STD))
+
+
+@pytest.mark.parametrize(("n", "world_size"), [(100, 4), (103, 4), (7, 3), (5, 5)])
+def test_ddp_shards_are_equal_disjoint_and_cover_the_set(n, world_size):
+    data = numbered(n)
+    per_rank = -(-n // world_size)
+    single = loader(data, world_size=1).indices(3).tolist()
+    padded = single + single[: per_rank * world_size - n]  # as DistributedSampler pads
+    shards = []
+    for rank in range(world_size):
+        shard = loader(data, batch_size=4, rank=rank, world_size=world_size)
+        shard.set_epoch(3)
+        ids = torch.cat([y for _, y in shard]).tolist()
+        assert len(ids) == per_rank and len(shard) == -(-per_rank // 4)
+        assert ids == padded[rank::world_size]  # every rank cut from the same permutation
+        shards.append(ids)
+    everything = [i for shard in shards for i in shard]
+    assert set(everything) == set(range(n))  # covered
+    assert len(everything) - len(set(everything)) == per_rank * world_size - n  # padding only
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 0}, r"batch_size=0.*>= 1"),
+        ({"world_size": 0}, r"world_size=0.*>= 1"),
+        ({"rank": 2, "world_size": 2}, r"rank=2.*0 to world_size - 1 = 1"),
+        ({"rank": -1}, r"rank=-1"),
+        ({"mean": (0.5,)}, r"one value per channel \(3\)"),
+        ({"std": (0.2, 0.0, 0.3)}, r"std > 0"),
+    ],
+)
+def test_loader_bad_arguments(kwargs, match):
+    arguments = {"mean": MEAN, "std": STD, "device": "cpu", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        rtdata.DeviceLoader(numbered(10), **arguments)
+
+
+def test_loader_bad_data():
+    images, labels = numbered(10)
+    with pytest.raises(ValueError, match="uint8"):
+        loader((images.float(), labels))
+    with pytest.raises(ValueError, match=r"shape \(10,\); got \(9,\)"):
+        loader((images, labels[:9]))
+    with pytest.raises(ValueError, match="at least one image per rank"):
+        loader(numbered(2), world_size=3, rank=0)
+    with pytest.raises(ValueError, match="epoch=-1"):
+        loader(numbered(10)).set_epoch(-1)
+
+
+def test_loader_accepts_an_image_set(cifar_test):
+    subset = rtdata._first_per_class(cifar_test, 2, "test")
+    x, y = next(iter(rtdata.DeviceLoader(subset, 8, train=False, mean=rtdata.CIFAR10_MEAN,
+                                         std=rtdata.CIFAR10_STD, device="cpu")))  # fmt: skip
+    assert x.shape == (8, 3, 32, 32) and torch.equal(y, subset.labels[:8])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_batches_equal_cpu_batches():
+    data = numbered(300, size=32)
+    on_cpu = loader(data, batch_size=64)
+    on_gpu = rtdata.DeviceLoader(data, 64, mean=MEAN, std=STD, device="cuda")
+    assert on_gpu.images.device.type == "cuda"
+    for (x1, y1), (x2, y2) in zip(on_cpu, on_gpu):
+        assert x2.device.type == "cuda" and y2.device.type == "cuda"
+        assert torch.equal(y1, y2.cpu())
+        torch.testing.assert_close(x1, x2.cpu())

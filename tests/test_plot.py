@@ -1,0 +1,493 @@
+"""Tests of resnet_tutorial.plot: each figure shows the data it was given, titled and labelled."""
+
+import io
+import math
+from dataclasses import dataclass, field
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from resnet_tutorial import plot
+
+CLASSES = ["plane", "car", "bird"]
+
+
+@dataclass
+class History:
+    """The shape of train.History, defined here so these tests need only plot.py."""
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_error: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    test_error: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def history(train_error, test_error):
+    n = len(train_error)
+    return History(
+        epoch=list(range(1, n + 1)),
+        train_loss=[1.0] * n,
+        train_error=list(train_error),
+        test_loss=[1.0] * n,
+        test_error=list(test_error),
+        lr=[0.1] * n,
+        seconds=[1.0] * n,
+    )
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def suptitle(fig: Figure) -> str:
+    return fig._suptitle.get_text() if fig._suptitle is not None else ""
+
+
+def texts(fig: Figure) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+# --------------------------------------------------------------------------- style
+
+
+def test_style_does_not_leak_into_the_callers_matplotlib_settings():
+    before = dict(mpl.rcParams)
+    plot.training_curves({"a": history([0.5, 0.4], [0.6, 0.5])})
+    plot.residual_block_diagram()
+    assert dict(mpl.rcParams) == before
+    with plot.style():
+        assert mpl.rcParams["axes.prop_cycle"].by_key()["color"] == list(plot.PALETTE)
+    assert dict(mpl.rcParams) == before
+
+
+def test_figures_are_not_registered_with_pyplot():
+    plot.training_curves({"a": history([0.5], [0.6])})
+    assert plt.get_fignums() == []  # a notebook shows the returned figure once, as the value
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def test_training_curves_draw_train_solid_and_test_dashed_in_percent():
+    runs = {
+        "plain-20": history([0.50, 0.30, 0.20], [0.55, 0.40, 0.35]),
+        "resnet-20": {
+            "epoch": [1, 2, 3],
+            "train_error": [0.4, 0.2, 0.1],
+            "test_error": [0.45, 0.3, 0.2],
+        },
+    }
+    fig = plot.training_curves(runs, title="CIFAR-10")
+    ax = fig.axes[0]
+    assert isinstance(fig, Figure)
+    assert ax.get_title() == "CIFAR-10"
+    assert ax.get_xlabel() == "epoch"
+    assert "(%)" in ax.get_ylabel()
+    lines = {line.get_label(): line for line in ax.lines}
+    assert len(ax.lines) == 4
+    for name, run in runs.items():
+        train, test = lines[f"{name} train"], lines[f"{name} test"]
+        get = run.__getitem__ if isinstance(run, dict) else run.__getattribute__
+        assert train.get_linestyle() == "-"
+        assert test.get_linestyle() == "--"
+        assert train.get_color() == test.get_color()
+        np.testing.assert_allclose(train.get_ydata(), 100 * np.array(get("train_error")))
+        np.testing.assert_allclose(test.get_ydata(), 100 * np.array(get("test_error")))
+        np.testing.assert_array_equal(train.get_xdata(), get("epoch"))
+    assert lines["plain-20 train"].get_color() != lines["resnet-20 train"].get_color()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["plain-20", "resnet-20", "train", "test"]
+
+
+def test_training_curves_with_seeds_draw_the_mean_and_a_min_max_band():
+    seeds = [history([0.5, 0.3], [0.6, 0.4]), history([0.3, 0.1], [0.4, 0.2])]
+    fig = plot.training_curves({"resnet-20": seeds})
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    np.testing.assert_allclose(lines["resnet-20 train"].get_ydata(), [40.0, 20.0])
+    np.testing.assert_allclose(lines["resnet-20 test"].get_ydata(), [50.0, 30.0])
+    assert len(ax.collections) == 2  # one band for train, one for test
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(10.0) and band.max() == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        ({}, "runs is empty"),
+        ({"a": {"epoch": [1, 2], "train_error": [0.1], "test_error": [0.1, 0.2]}}, "train_error"),
+        ({"a": {"epoch": [1], "train_error": [0.1]}}, "test_error"),
+        ({"a": history([35.0], [40.0])}, "fractions"),
+        ({"a": [history([0.1], [0.1]), history([0.1, 0.1], [0.1, 0.1])]}, "share epochs"),
+        ({"a": []}, "empty list"),
+    ],
+)
+def test_training_curves_reject_bad_histories(runs, message):
+    with pytest.raises(ValueError, match=message):
+        plot.training_curves(runs)
+
+
+def test_lr_schedule_puts_epochs_on_x_and_a_log_y():
+    rates = [0.1] * 4 + [0.01] * 4
+    fig = plot.lr_schedule({"step": rates}, steps_per_epoch=2, log=True)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), np.arange(8) / 2)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), rates)
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "learning rate"
+    assert ax.get_yscale() == "log"
+    assert ax.get_title()
+    assert plot.lr_schedule({"step": rates}).axes[0].get_xlabel() == "iteration"
+    with pytest.raises(ValueError, match=r"schedules\['zero'\]"):
+        plot.lr_schedule({"zero": [0.1, 0.0]}, log=True)
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        plot.lr_schedule({"step": rates}, steps_per_epoch=0)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def test_per_class_indices_pick_the_first_k_of_each_class_in_class_order():
+    labels = torch.tensor([2, 0, 1, 0, 2, 1, 1, 0])
+    assert plot.per_class_indices(labels, 2, 3).tolist() == [1, 3, 2, 5, 0, 4]
+    with pytest.raises(ValueError, match="per_class=4 but class 0 has only 3"):
+        plot.per_class_indices(labels, 4, 3)
+
+
+def test_image_grid_per_class_shows_one_row_per_class_with_the_right_images():
+    labels = torch.tensor([2, 0, 1, 0, 2, 1, 1, 0])
+    images = torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8)
+    fig = plot.image_grid(images, labels, CLASSES, per_class=2)
+    ax = fig.axes[0]
+    assert texts(fig) == CLASSES  # row labels, in class order
+    assert len(ax.images) == 6
+    for tile, index in zip(ax.images, [1, 3, 2, 5, 0, 4], strict=True):
+        expected = images[index].permute(1, 2, 0).float().numpy() / 255
+        np.testing.assert_allclose(tile.get_array(), expected)
+        assert CLASSES[int(labels[index])] == CLASSES[[1, 3, 2, 5, 0, 4].index(index) // 2]
+    assert "32" not in suptitle(fig) and "4×4 pixels" in suptitle(fig)
+
+
+def test_image_grid_titles_each_image_and_draws_one_channel_in_grey():
+    images = torch.rand(5, 1, 6, 6)
+    fig = plot.image_grid(images, [0, 1, 2, 1, 0], CLASSES, ncols=3, title="Fashion")
+    ax = fig.axes[0]
+    assert texts(fig) == ["plane", "car", "bird", "car", "plane"]
+    assert suptitle(fig).startswith("Fashion")
+    assert ax.images[3].get_array().shape == (6, 6)
+    assert ax.images[3].get_cmap().name == "gray"
+    np.testing.assert_allclose(ax.images[3].get_array(), images[3, 0].numpy())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"images": torch.zeros(3, 32, 32)}, "images must be 4-D"),
+        ({"images": torch.zeros(2, 2, 8, 8)}, "images must have 1 or 3 channels"),
+        ({"images": torch.zeros(2, 3, 8, 8), "labels": [0, 1, 2]}, "labels has 3 values"),
+        ({"images": torch.zeros(2, 3, 8, 8), "per_class": 1}, "per_class needs labels"),
+        ({"images": torch.zeros(2, 3, 8, 8), "ncols": 0}, "ncols"),
+    ],
+)
+def test_image_grid_rejects_bad_inputs(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        plot.image_grid(**kwargs)
+
+
+def test_augmentation_puts_each_augmented_image_under_its_original():
+    before = torch.randint(0, 256, (4, 3, 5, 5), dtype=torch.uint8)
+    mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.25, 0.3])
+    raw = torch.rand(4, 3, 5, 5)
+    normalized = (raw - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    fig = plot.augmentation(before, normalized, mean=mean, std=std)
+    ax = fig.axes[0]
+    assert texts(fig) == ["original", "augmented"]
+    assert len(ax.images) == 8
+    np.testing.assert_allclose(ax.images[1].get_array(), before[1].permute(1, 2, 0) / 255)
+    np.testing.assert_allclose(ax.images[5].get_array(), raw[1].permute(1, 2, 0), atol=1e-6)
+    assert "5×5 pixels" in suptitle(fig)
+    two = plot.augmentation(before, [raw, raw])
+    assert texts(two) == ["original", "augmented 1", "augmented 2"]
+    with pytest.raises(ValueError, match="after has shape"):
+        plot.augmentation(before, raw[:3])
+    with pytest.raises(ValueError, match="row_labels"):
+        plot.augmentation(before, raw, row_labels=["only one"])
+
+
+def test_filters_are_each_scaled_to_zero_one_and_drawn_in_colour():
+    weight = torch.randn(6, 3, 3, 3)
+    fig = plot.filters(weight, ncols=4)
+    tiles = fig.axes[0].images
+    assert len(tiles) == 6
+    for tile, w in zip(tiles, weight, strict=True):
+        array = np.asarray(tile.get_array())
+        assert array.shape == (3, 3, 3)  # RGB
+        assert array.min() == pytest.approx(0.0) and array.max() == pytest.approx(1.0)
+        expected = (w - w.min()) / (w.max() - w.min())  # the whole filter, not each channel
+        np.testing.assert_allclose(array, expected.permute(1, 2, 0).numpy(), atol=1e-6)
+    assert "6 × 3 × 3×3" in suptitle(fig)
+
+
+def test_filters_of_other_widths_are_grey_and_constant_filters_do_not_divide_by_zero():
+    weight = torch.randn(4, 16, 3, 3)
+    weight[2] = 0.7
+    tiles = plot.filters(weight).axes[0].images
+    assert tiles[0].get_array().shape == (3, 3)
+    np.testing.assert_allclose(tiles[2].get_array(), 0.5)
+    with pytest.raises(ValueError, match="weight must be 4-D"):
+        plot.filters(torch.zeros(3, 7, 7))
+
+
+def test_feature_maps_show_the_first_channels_of_each_stage_with_its_shape():
+    maps = {"stem": torch.randn(16, 8, 8), "layer1": torch.randn(1, 4, 4, 4)}
+    fig = plot.feature_maps(maps, channels=6)
+    assert texts(fig) == ["stem\n16×8×8", "layer1\n4×4×4"]
+    assert len(fig.axes[0].images) == 6 + 4  # layer1 has only 4 channels
+    first = np.asarray(fig.axes[0].images[0].get_array())
+    assert first.min() == pytest.approx(0.0) and first.max() == pytest.approx(1.0)
+    assert "C×H×W" in suptitle(fig)
+    with pytest.raises(ValueError, match=r"maps\['bad'\] must be \[C, H, W\]"):
+        plot.feature_maps({"bad": torch.zeros(8, 8)})
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def test_gradient_norms_go_from_input_to_output_on_a_log_axis():
+    norms = {"plain": [1e-4, 1e-2, 1.0], "resnet": [0.5, 0.6, 0.7]}
+    fig = plot.gradient_norms(norms)
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), norms["resnet"])
+    assert ax.get_yscale() == "log"
+    assert "input → output" in ax.get_xlabel() and ax.get_ylabel() == "gradient norm"
+    assert ax.get_title()
+    with pytest.raises(ValueError, match=r"norms\['plain'\]"):
+        plot.gradient_norms({"plain": [0.0, 1.0]})
+
+
+def test_gradient_norms_take_named_blocks_and_mark_where_stages_start():
+    named = [("layer1.0", 0.1), ("layer1.1", 0.2), ("layer2.0", 0.3), ("layer3.0", 0.4)]
+    ax = plot.gradient_norms({"resnet": named}).axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.1, 0.2, 0.3, 0.4])
+    starts = [line.get_xdata()[0] for line in ax.lines if line.get_gid() == "stage start"]
+    assert starts == [2.5, 3.5]  # between block 2 and 3, and between 3 and 4
+
+
+def test_bars_show_the_values_and_the_published_reference():
+    fig = plot.bars(
+        {"A": 0.27, "B": 0.28},
+        ylabel="parameters (millions)",
+        title="Shortcuts",
+        reference={"B": 0.3},
+    )
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == [0.27, 0.28]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "B"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.3])
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [1])
+    assert ax.get_ylabel() == "parameters (millions)" and ax.get_title() == "Shortcuts"
+    with pytest.raises(ValueError, match=r"reference has names \['C'\]"):
+        plot.bars({"A": 1.0}, ylabel="x (s)", title="t", reference={"C": 1.0})
+
+
+def test_cost_bars_convert_counts_to_millions_and_gmac():
+    # parameters and multiply-adds of torchvision's resnet18/50; the paper's Table 1 FLOPs
+    fig = plot.cost_bars(
+        ["resnet18", "resnet50"],
+        [11_689_512, 25_557_032],
+        [1.814e9, 4.089e9],
+        reference_macs={"resnet18": 1.8e9, "resnet50": 3.8e9},
+    )
+    params, macs = fig.axes
+    np.testing.assert_allclose([p.get_height() for p in params.patches], [11.689512, 25.557032])
+    np.testing.assert_allclose([p.get_height() for p in macs.patches], [1.814, 4.089])
+    np.testing.assert_allclose(macs.lines[0].get_ydata(), [1.8, 3.8])
+    assert params.get_ylabel() == "parameters (millions)"
+    assert macs.get_ylabel() == "multiply-adds (GMAC)"
+    assert suptitle(fig) == "Model cost"
+    with pytest.raises(ValueError, match="params has 1 values but names has 2"):
+        plot.cost_bars(["a", "b"], [1], [1, 2])
+    with pytest.raises(ValueError, match="reference_params"):
+        plot.cost_bars(["a"], [1], [1], reference_params={"b": 1})
+
+
+def test_confusion_counts_match_a_hand_computed_case():
+    targets = [0, 0, 1, 2, 2, 2]
+    predictions = [0, 1, 1, 2, 0, 2]
+    expected = [[1, 1, 0], [0, 1, 0], [1, 0, 2]]  # row = true, column = predicted
+    counts = plot.confusion_counts(targets, predictions, 3)
+    assert counts.dtype == torch.int64
+    assert counts.tolist() == expected
+
+
+def test_confusion_counts_match_a_bincount_oracle():
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 7, (1000,), generator=g)
+    predictions = torch.randint(0, 7, (1000,), generator=g)
+    oracle = torch.bincount(targets * 7 + predictions, minlength=49).view(7, 7)
+    assert torch.equal(plot.confusion_counts(targets, predictions, 7), oracle)
+
+
+@pytest.mark.parametrize(
+    ("targets", "predictions", "message"),
+    [
+        ([0, 1], [0], "predictions has 1 values but targets has 2"),
+        ([0, 3], [0, 1], r"targets must be class indices in \[0, 3\)"),
+        ([0, 1], [-1, 1], "predictions must be class indices"),
+    ],
+)
+def test_confusion_counts_reject_bad_inputs(targets, predictions, message):
+    with pytest.raises(ValueError, match=message):
+        plot.confusion_counts(targets, predictions, 3)
+
+
+def test_confusion_matrix_shows_row_percentages_and_the_accuracy():
+    targets = [0, 0, 1, 2, 2, 2, 2, 1]
+    predictions = [0, 1, 1, 2, 0, 2, 2, 1]
+    fig = plot.confusion_matrix(targets, predictions, CLASSES)
+    ax = fig.axes[0]
+    shown = np.asarray(ax.images[0].get_array())
+    np.testing.assert_allclose(shown, [[50, 50, 0], [0, 100, 0], [25, 0, 75]])
+    assert [t.get_text() for t in ax.texts] == ["50", "50", "0", "0", "100", "0", "25", "0", "75"]
+    assert "accuracy 75.0%" in ax.get_title()  # 6 of 8 on the diagonal
+    assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
+    assert fig.axes[1].get_ylabel() == "% of true class"  # the colour bar
+    counts = plot.confusion_matrix(targets, predictions, CLASSES, normalize=False)
+    np.testing.assert_array_equal(
+        counts.axes[0].images[0].get_array(), [[1, 1, 0], [0, 2, 0], [1, 0, 3]]
+    )
+
+
+def test_shape_trace_plots_channels_and_resolution_per_stage():
+    trace = [
+        ("input", (1, 3, 32, 32)),
+        ("stem", (1, 16, 32, 32)),
+        ("layer2", (32, 16, 16)),
+        ("fc", (1, 10)),
+    ]
+    fig = plot.shape_trace(trace)
+    channels, resolution = fig.axes
+    np.testing.assert_array_equal(channels.lines[0].get_ydata(), [3, 16, 32, 10])
+    np.testing.assert_array_equal(resolution.lines[0].get_ydata(), [32, 32, 16, math.nan])
+    assert [t.get_text() for t in resolution.get_xticklabels()] == ["input", "stem", "layer2", "fc"]
+    assert channels.get_ylabel() == "channels" and "(pixels)" in resolution.get_ylabel()
+    assert resolution.get_xlabel() == "stage" and suptitle(fig)
+    assert "16×16" in [t.get_text() for t in resolution.texts]
+    with pytest.raises(ValueError, match=r"trace\[0\] shape"):
+        plot.shape_trace([("x", (1, 2, 3, 4, 5))])
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_error_vs_depth_in_percent_with_the_published_numbers_dotted():
+    depths = [20, 32, 44, 56]
+    errors = {"plain": [0.09, 0.10, 0.11, 0.12], "ResNet": [0.09, 0.08, 0.075, 0.07]}
+    published = {"ResNet": [0.0875, 0.0751, 0.0717, 0.0697]}  # He et al. 2016, Table 6
+    fig = plot.error_vs_depth(depths, errors, reference=published)
+    ax = fig.axes[0]
+    plain, resnet, paper = ax.lines
+    np.testing.assert_allclose(plain.get_ydata(), [9, 10, 11, 12])
+    np.testing.assert_allclose(paper.get_ydata(), [8.75, 7.51, 7.17, 6.97])
+    np.testing.assert_array_equal(resnet.get_xdata(), depths)
+    assert paper.get_linestyle() == ":" and paper.get_color() == resnet.get_color()
+    assert "(%)" in ax.get_ylabel() and "depth" in ax.get_xlabel() and ax.get_title()
+    with pytest.raises(ValueError, match=r"errors\['plain'\] has 3 values but depths has 4"):
+        plot.error_vs_depth(depths, {"plain": [0.1, 0.1, 0.1]})
+    with pytest.raises(ValueError, match="divide percentages by 100"):
+        plot.error_vs_depth(depths, {"plain": [9.0, 10.0, 11.0, 12.0]})
+
+
+def test_accuracy_vs_labels_on_a_log_axis_with_a_spread_band():
+    fig = plot.accuracy_vs_labels(
+        [10, 100, 1000], {"fine-tune": [0.5, 0.7, 0.9]}, spread={"fine-tune": [0.05, 0.02, 0.01]}
+    )
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [50, 70, 90])
+    assert ax.get_xscale() == "log"
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(45.0) and band.max() == pytest.approx(91.0)
+    assert "(%)" in ax.get_ylabel() and "per class" in ax.get_xlabel() and ax.get_title()
+    with pytest.raises(ValueError, match="spread has names"):
+        plot.accuracy_vs_labels([10], {"a": [0.5]}, spread={"b": [0.1]})
+    with pytest.raises(ValueError, match="labels_per_class must be positive"):
+        plot.accuracy_vs_labels([0, 10], {"a": [0.5, 0.6]})
+
+
+# --------------------------------------------------------------------------- diagram
+
+
+@pytest.mark.parametrize(
+    ("kind", "boxes"),
+    [
+        ("basic", ["3×3 conv, 64", "3×3 conv, 64"]),
+        ("bottleneck", ["1×1 conv, 64", "3×3 conv, 64", "1×1 conv, 256"]),  # Fig. 5, right
+        ("plain", ["3×3 conv, 64", "3×3 conv, 64"]),
+    ],
+)
+def test_residual_block_diagram_draws_the_layers_and_the_shortcut(kind, boxes):
+    fig = plot.residual_block_diagram(kind)
+    ax = fig.axes[0]
+    gids = [p.get_gid() for p in ax.patches]
+    words = texts(fig)
+    assert gids.count("weight layer") == len(boxes)
+    assert [w for w in words if "conv" in w] == boxes
+    assert ax.get_title()
+    if kind == "plain":
+        assert "shortcut" not in gids and "addition" not in gids
+        assert "H(x)" in words and "F(x) + x" not in words
+    else:
+        assert gids.count("shortcut") == 1 and gids.count("addition") == 1
+        assert {"x", "F(x)", "F(x) + x", "x\nidentity"} <= set(words)
+    assert words.count("relu") == len(boxes)  # between the layers, and after the output
+
+
+def test_residual_block_diagram_rejects_an_unknown_kind():
+    with pytest.raises(
+        ValueError, match="kind must be 'basic', 'bottleneck' or 'plain', got 'wide'"
+    ):
+        plot.residual_block_diagram("wide")
+
+
+# --------------------------------------------------------------------------- every figure
+
+SINGLE_AXIS = {
+    "training_curves": lambda ax: plot.training_curves({"a": history([0.5], [0.6])}, ax=ax),
+    "lr_schedule": lambda ax: plot.lr_schedule({"a": [0.1, 0.01]}, ax=ax),
+    "gradient_norms": lambda ax: plot.gradient_norms({"a": [1.0, 2.0]}, ax=ax),
+    "bars": lambda ax: plot.bars({"a": 1.0}, ylabel="time (s)", title="t", ax=ax),
+    "confusion_matrix": lambda ax: plot.confusion_matrix([0, 1], [0, 0], ["a", "b"], ax=ax),
+    "error_vs_depth": lambda ax: plot.error_vs_depth([20], {"a": [0.1]}, ax=ax),
+    "accuracy_vs_labels": lambda ax: plot.accuracy_vs_labels([10], {"a": [0.5]}, ax=ax),
+    "residual_block_diagram": lambda ax: plot.residual_block_diagram(ax=ax),
+}
+
+
+@pytest.mark.parametrize("name", SINGLE_AXIS)
+def test_single_axis_figures_draw_into_a_given_axis(name):
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert SINGLE_AXIS[name](right) is fig
+    assert right.get_title() and not left.get_title()
+
+
+def test_figures_render_to_png():
+    # drawing runs the layout and the patches' paths, which building the figure does not
+    figures = [
+        plot.training_curves({"a": [history([0.5, 0.4], [0.6, 0.5])] * 2}),
+        plot.image_grid(torch.zeros(3, 3, 4, 4, dtype=torch.uint8), [0, 1, 2], CLASSES),
+        plot.residual_block_diagram("bottleneck"),
+    ]
+    for fig in figures:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=30)
+        assert buffer.getvalue().startswith(b"\x89PNG")

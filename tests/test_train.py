@@ -1,0 +1,393 @@
+"""Tests of resnet_tutorial.train: recipe, schedules, evaluation, checkpoints, resume, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import resnet_tutorial.train as train_module
+from resnet_tutorial import data
+from resnet_tutorial.train import (
+    History,
+    NonFiniteLossError,
+    TrainConfig,
+    evaluate,
+    fit,
+    learning_rates,
+    load_checkpoint,
+    lr_factor,
+    make_optimizer,
+    make_scheduler,
+    pick_precision,
+    predict,
+    scale,
+)
+
+
+class Stop(Exception):
+    """Raised by `TinyNet` to interrupt a run, as a crash or Ctrl-C would."""
+
+
+class TinyNet(nn.Module):
+    """Conv-BN-ReLU-pool-dropout-linear: BN buffers, biases and dropout's RNG all take part.
+
+    `fail_at` makes the training forward number `fail_at` (1-based) return NaN logits (or raise
+    `Stop` when `stop=True`), to simulate a divergence or an interruption.
+    """
+
+    def __init__(self, seed: int = 0, fail_at: int | None = None, stop: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(4)
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(256, 10))
+        self.fail_at, self.stop, self.calls = fail_at, stop, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.features(x))
+        if self.training:
+            self.calls += 1
+            if self.calls == self.fail_at:
+                if self.stop:
+                    raise Stop
+                return logits * float("nan")
+        return logits
+
+
+def synthetic(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """16x16 images whose class brightens a 4x4 patch in one of ten places: learnable, tiny."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 128, (n, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    for i, label in enumerate(labels.tolist()):
+        row, col = divmod(label, 4)
+        images[i, :, 4 * row : 4 * row + 4, 4 * col : 4 * col + 4] += 120
+    return images, labels
+
+
+TRAIN, TEST = synthetic(160, seed=1), synthetic(40, seed=2)
+QUICK = TrainConfig(epochs=4, batch_size=32, lr=0.05, device="cpu", precision="fp32")
+
+
+# --- scale and precision ----------------------------------------------------------------------
+
+
+def test_scale_follows_the_device_and_the_environment(monkeypatch):
+    monkeypatch.delenv("RESNET_TUTORIAL_SCALE", raising=False)
+    assert scale() == ("full" if torch.cuda.is_available() else "quick")
+    for value in ("quick", "full"):
+        monkeypatch.setenv("RESNET_TUTORIAL_SCALE", value)
+        assert scale() == value
+    monkeypatch.setenv("RESNET_TUTORIAL_SCALE", "huge")
+    with pytest.raises(ValueError, match="RESNET_TUTORIAL_SCALE.*'huge'"):
+        scale()
+
+
+def test_auto_precision_uses_bf16_on_the_cpu_only_where_it_is_native(monkeypatch):
+    flags = train_module._cpuinfo_flags()
+    if "avx2" in flags:  # an x86 Linux machine: torch's detection agrees with the kernel's flags
+        assert train_module.cpu_supports_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
+    monkeypatch.setattr(train_module, "cpu_supports_bf16", lambda: False)
+    assert pick_precision("cpu") == ("fp32", True)
+    monkeypatch.setattr(train_module, "cpu_supports_bf16", lambda: True)
+    assert pick_precision("cpu") == ("bf16", True)
+    assert pick_precision("cpu", "fp16", False) == ("fp16", False)
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+def test_defaults_are_the_papers_recipe():
+    config = TrainConfig()
+    assert (config.batch_size, config.lr, config.momentum, config.weight_decay) == (
+        128,
+        0.1,
+        0.9,
+        1e-4,
+    )
+    assert config.schedule == "step" and not config.nesterov and config.augment
+    # 182 epochs of 45k images at batch 128 are the paper's 64k iterations.
+    assert abs(config.epochs * math.ceil(45_000 / 128) - 64_000) < 200
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"epochs": 2.5}, "epochs must be an integer"),
+        ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+        ({"lr": 0}, "lr must be a finite number > 0, got 0"),
+        ({"lr": float("nan")}, "lr must be a finite number > 0"),
+        ({"momentum": 1.0}, r"momentum must be a number in \[0, 1\), got 1.0"),
+        ({"weight_decay": -1e-4}, "weight_decay must be a finite number >= 0"),
+        ({"schedule": "linear"}, "schedule must be one of 'step', 'cosine', 'onecycle'.*'linear'"),
+        ({"precision": "fp64"}, "precision must be one of 'auto', 'fp32', 'bf16', 'fp16'.*'fp64'"),
+        ({"warmup_epochs": 5, "epochs": 5}, r"warmup_epochs must be a number in \[0, epochs=5\)"),
+        ({"warmup_epochs": 1, "schedule": "onecycle"}, "onecycle has its own warm-up"),
+        ({"label_smoothing": 1.0}, "label_smoothing must be a number in"),
+        ({"channels_last": "yes"}, "channels_last must be one of None, True, False; got 'yes'"),
+        ({"nesterov": True, "momentum": 0.0}, "nesterov=True needs momentum > 0"),
+        ({"device": "gpu"}, "device must be None or a torch device string.*'gpu'"),
+        ({"mean": (0.5, 0.5)}, "one entry per channel"),
+        ({"std": (0.2, 0.0, 0.2)}, "std > 0"),
+    ],
+)
+def test_bad_settings_raise_a_clear_error(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**options)
+
+
+def test_config_round_trips_through_a_dict():
+    config = TrainConfig(epochs=3, schedule="cosine", checkpoint=os.path.join("runs", "c.pt"))
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_no_weight_decay_on_bn_and_biases_when_asked():
+    model = TinyNet()
+    groups = make_optimizer(model, dataclasses.replace(QUICK, decay_bn_and_bias=False))
+    decayed, exempt = groups.param_groups
+    # By hand: conv and linear weights are decayed; conv bias, BN weight and bias, linear bias not.
+    assert {id(p) for p in decayed["params"]} == {
+        id(model.features[0].weight),
+        id(model.head[2].weight),
+    }
+    assert len(exempt["params"]) == 4 and exempt["weight_decay"] == 0
+    assert decayed["weight_decay"] == QUICK.weight_decay
+    (single,) = make_optimizer(model, QUICK).param_groups
+    assert len(single["params"]) == 6 and single["weight_decay"] == QUICK.weight_decay
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+def scheduler_lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
+    lrs = []
+    for _ in range(steps):
+        lrs.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def sgd(lr: float = 0.1) -> torch.optim.SGD:
+    return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+def test_step_schedule_divides_by_ten_at_half_and_three_quarters():
+    # The paper: 0.1, then 0.01 from iteration 32k, 0.001 from 48k, of 64k.
+    assert [lr_factor(s, 64_000) for s in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == (
+        pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    )
+    lrs = learning_rates(dataclasses.replace(QUICK, lr=0.1), steps_per_epoch=10)  # 40 steps
+    assert lrs[:20] == pytest.approx([0.1] * 20)
+    assert lrs[20:30] == pytest.approx([0.01] * 10)
+    assert lrs[30:] == pytest.approx([0.001] * 10)
+    torch_lrs = scheduler_lrs(torch.optim.lr_scheduler.MultiStepLR(sgd(), [20, 30], 0.1), 40)
+    assert lrs == pytest.approx(torch_lrs)
+
+
+def test_cosine_schedule_is_half_way_at_the_midpoint():
+    config = dataclasses.replace(QUICK, lr=0.1, schedule="cosine")
+    lrs = learning_rates(config, steps_per_epoch=10)
+    assert lrs[0] == 0.1 and lrs[20] == pytest.approx(0.05) and lrs[-1] > 0
+    torch_lrs = scheduler_lrs(torch.optim.lr_scheduler.CosineAnnealingLR(sgd(), T_max=40), 40)
+    assert lrs == pytest.approx(torch_lrs)
+
+
+def test_warm_up_is_linear_then_the_schedule_follows():
+    config = dataclasses.replace(QUICK, lr=0.1, schedule="cosine", warmup_epochs=1)
+    lrs = learning_rates(config, steps_per_epoch=10)
+    assert lrs[:10] == pytest.approx([0.01 * (i + 1) for i in range(10)])
+    linear = torch.optim.lr_scheduler.LinearLR(sgd(), start_factor=0.1, total_iters=9)
+    assert lrs[:10] == pytest.approx(scheduler_lrs(linear, 10))
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(sgd(), T_max=30)
+    assert lrs[10:] == pytest.approx(scheduler_lrs(cosine, 30))
+    step = learning_rates(dataclasses.replace(config, schedule="step"), steps_per_epoch=10)
+    assert step[:10] == pytest.approx(lrs[:10]) and step[10:20] == pytest.approx([0.1] * 10)
+
+
+def test_onecycle_matches_torch():
+    lrs = learning_rates(dataclasses.replace(QUICK, lr=0.1, schedule="onecycle"), 10)
+    onecycle = torch.optim.lr_scheduler.OneCycleLR(
+        sgd(), max_lr=0.1, total_steps=40, cycle_momentum=False
+    )
+    assert lrs == pytest.approx(scheduler_lrs(onecycle, 40))
+
+
+def test_the_optimizer_sees_the_schedule_per_iteration():
+    config = dataclasses.replace(QUICK, schedule="cosine", warmup_epochs=1)
+    model = TinyNet()
+    optimizer = make_optimizer(model, config)
+    lrs = scheduler_lrs(make_scheduler(optimizer, config, steps_per_epoch=10), 40)
+    assert lrs == pytest.approx(learning_rates(config, 10))
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+class ChannelMeans(nn.Module):
+    """Logits = the mean of each channel: the predicted class is the brightest channel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+def test_evaluate_and_predict_match_a_hand_count():
+    colours = [(200, 10, 10), (10, 200, 10), (10, 10, 200), (90, 60, 30), (0, 0, 255)] * 2
+    images = torch.tensor(colours, dtype=torch.uint8).view(10, 3, 1, 1).expand(10, 3, 4, 4)
+    labels = torch.tensor([0, 1, 2, 0, 2, 1, 1, 2, 0, 0])  # wrong: 5 (0 vs 1) and 9 (2 vs 0)
+    logits = [[c / 255 for c in colour] for colour in colours]
+    expected_loss = sum(
+        math.log(sum(math.exp(v) for v in row)) - row[label]
+        for row, label in zip(logits, labels.tolist())
+    ) / len(colours)
+    model = ChannelMeans().train()
+    options = {"batch_size": 3, "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+    loss, error = evaluate(model, (images, labels), **options)
+    assert error == pytest.approx(2 / 10)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    assert model.training  # mode restored
+    predicted = predict(model.eval(), images, **options)
+    assert predicted.tolist() == [0, 1, 2, 0, 2] * 2
+    assert not model.training
+
+
+# --- fit --------------------------------------------------------------------------------------
+
+
+def test_a_small_model_overfits_one_batch_and_prints_nothing(capsys):
+    # 32 images with random labels, one batch per epoch: only memorising fits them.
+    images = TRAIN[0][:32]
+    labels = torch.randint(0, 10, (32,), generator=torch.Generator().manual_seed(0))
+    config = dataclasses.replace(QUICK, epochs=30, lr=0.4, weight_decay=0, augment=False)
+    history = fit(TinyNet(), (images, labels), (images, labels), config)
+    assert len(history) == 30 and history.epoch == list(range(1, 31))
+    assert history.test_error[-1] == 0 and history.test_loss[-1] < 0.05 < 2 < history.test_loss[0]
+    assert capsys.readouterr() == ("", "")  # quiet when stderr is not a terminal (nbval, CI)
+
+
+def test_history_round_trips_and_finds_the_best_epoch(tmp_path):
+    history = History()
+    for epoch, error in enumerate([0.5, 0.2, 0.3], start=1):
+        history.append(epoch=epoch, train_loss=1.0, train_error=error, test_loss=1.0,
+                       test_error=error, lr=0.1, seconds=1.0)  # fmt: skip
+    assert history.best()["epoch"] == 2 and history.final["test_error"] == 0.3
+    history.save_json(tmp_path / "h.json")
+    assert History.load_json(tmp_path / "h.json") == history
+    with pytest.raises(ValueError, match="needs exactly the fields"):
+        history.append(epoch=4)
+
+
+def without_seconds(history: History) -> dict[str, list[float]]:
+    return {k: v for k, v in history.to_dict().items() if k != "seconds"}
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "straight.pt"))
+    straight = TinyNet()
+    history = fit(straight, TRAIN, TEST, config)
+
+    interrupted_config = dataclasses.replace(config, checkpoint=str(tmp_path / "run.pt"))
+    with pytest.raises(Stop):  # 5 steps per epoch: the first step of epoch 3
+        fit(TinyNet(fail_at=11, stop=True), TRAIN, TEST, interrupted_config)
+    assert load_checkpoint(tmp_path / "run.pt")["epoch"] == 2
+
+    resumed = TinyNet(seed=123)  # other initial weights: all must come from the checkpoint
+    resumed_history = fit(resumed, TRAIN, TEST, resume=tmp_path / "run.pt")
+    assert without_seconds(resumed_history) == without_seconds(history)
+    assert resumed_history.epoch == [1, 2, 3, 4] and resumed_history.lr[-1] == pytest.approx(5e-4)
+    expected = straight.state_dict()
+    for name, tensor in resumed.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert load_checkpoint(tmp_path / "run.pt")["epoch"] == 4
+
+
+def test_resume_warns_when_the_settings_differ(tmp_path):
+    config = dataclasses.replace(QUICK, epochs=1, checkpoint=str(tmp_path / "c.pt"))
+    fit(TinyNet(), TRAIN, TEST, config)
+    with pytest.warns(UserWarning, match=r"epochs \(1 -> 2\)"):
+        history = fit(TinyNet(), TRAIN, TEST, dataclasses.replace(config, epochs=2),
+                      resume=tmp_path / "c.pt")  # fmt: skip
+    assert history.epoch == [1, 2]
+    with pytest.raises(ValueError, match="trained on 160 images, got 40"):
+        fit(TinyNet(), TEST, TEST, resume=tmp_path / "c.pt")
+
+
+def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run.pt"
+    real_save, saves = torch.save, []
+
+    def save_then_crash(state, file):
+        saves.append(state["epoch"])
+        if len(saves) == 1:
+            return real_save(state, file)
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", save_then_crash)
+    with pytest.raises(OSError, match="disk full"):
+        fit(TinyNet(), TRAIN, TEST, dataclasses.replace(QUICK, epochs=2, checkpoint=str(path)))
+    assert saves == [1, 2]
+    assert load_checkpoint(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["run.pt"]  # no temporary file left behind
+
+
+def test_a_non_finite_loss_stops_the_run_and_names_the_last_checkpoint(tmp_path):
+    path = tmp_path / "run.pt"
+    config = dataclasses.replace(QUICK, checkpoint=str(path))
+    with pytest.raises(NonFiniteLossError, match="nan at epoch 2, step 2 of 5") as error:
+        fit(TinyNet(fail_at=7), TRAIN, TEST, config)  # 5 steps per epoch: epoch 2, step 2
+    assert repr(str(path)) in str(error.value)
+    assert load_checkpoint(path)["epoch"] == 1
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 3 of 5.*no checkpoint"):
+        fit(TinyNet(fail_at=3), TRAIN, TEST, QUICK)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
+    def small_cifar10(split, *, root=None, per_class=None, download=True):
+        images, labels = synthetic(10 * per_class, seed=1 if split == "train" else 2)
+        return data.ImageSet(images, labels, data.CIFAR10_CLASSES, f"synthetic {split}")
+
+    monkeypatch.setattr(data, "cifar10", small_cifar10)  # data.py's own tests read CIFAR-10
+    out = tmp_path / "r8"
+    argv = ["--model", "cifar_resnet8", "--epochs", "1", "--per-class", "3", "--out", str(out)]
+    result = train_module.main([*argv, "--batch-size", "10", "--device", "cpu"])
+    written = json.loads((out / "result.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    for key in ("model", "final_test_error", "best_test_error", "history", "total_seconds",
+                "device", "gpu", "torch", "seed", "data_source", "config"):  # fmt: skip
+        assert key in written, key
+    assert written["model"] == "cifar_resnet8" and written["torch"] == torch.__version__
+    assert written["train_images"] == 30 and written["history"]["epoch"] == [1]
+    assert written["data_source"] == "synthetic train" and written["config"]["epochs"] == 1
+    assert 0 <= written["final_test_error"] <= 1
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert f"wrote {out / 'result.json'}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "resnet20"], "unknown model 'resnet20'"),
+        (["--model", "cifar_resnet21"], "depth must be 6n \\+ 2"),
+        (["--epochs", "0"], "must be an integer >= 1, got '0'"),
+        (["--schedule", "linear"], "invalid choice: 'linear'"),
+        (["--resume"], "no checkpoint at"),
+    ],
+)
+def test_the_command_line_rejects_bad_arguments(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        train_module.main([*argv, "--out", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert re.search(message, error), error
