@@ -6,13 +6,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
+# `make test-gpu SYSTEM_PYTHON=python3` uses a machine's own Python (say, a GPU box without
+# PyPI access that already has torch and the test tools) instead of building .venv.
+ifdef SYSTEM_PYTHON
+PY := $(SYSTEM_PYTHON)
+STAMP :=
+endif
 # Stored outputs are made at the quick scale on the CPU, so that CI reproduces them.
 QUICK := RESNET_TUTORIAL_SCALE=quick CUDA_VISIBLE_DEVICES=
 # Kernels draw figures inline (as in Jupyter), whatever MPLBACKEND the shell has.
 KERNEL_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: test test-unit test-notebooks test-site lint book notebooks bench test-gpu clean
+.PHONY: test test-unit test-notebooks test-site lint book notebooks bench test-gpu device-data clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,13 +56,19 @@ endif
 bench: $(STAMP)
 	set -e; for f in benchmarks/bench_*.py; do $(PY) $$f; done
 
-# On a machine with CUDA: the notebooks under nbval on the GPU and the CUDA-only unit tests.
+# On a machine with CUDA: the CUDA-only unit tests and the notebooks under nbval on the GPU, at
+# the quick scale unless RESNET_TUTORIAL_SCALE=full. .ci/run-gpu runs it on a machine without
+# internet, with the data that `make device-data` packed.
 test-gpu: $(STAMP)
 	$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'test-gpu: no CUDA device')"
-	$(PY) -m pytest -m cuda tests
+	$(PY) -m pytest -p no:cacheprovider -m cuda tests
 ifneq ($(NOTEBOOKS),)
-	$(KERNEL_ENV) $(PY) -m pytest $(NBVAL) $(NOTEBOOKS)
+	RESNET_TUTORIAL_SCALE=$${RESNET_TUTORIAL_SCALE:-quick} $(KERNEL_ENV) \
+		$(PY) -m pytest $(NBVAL) $(NOTEBOOKS)
 endif
+
+device-data:
+	bash .ci/pack-device-data
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache

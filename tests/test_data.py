@@ -545,7 +545,6 @@ def test_loader_accepts_an_image_set(cifar_test):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_batches_equal_cpu_batches():
     data = numbered(300, size=32)
     on_cpu = loader(data, batch_size=64)
