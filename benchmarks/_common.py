@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -40,6 +41,47 @@ def median_seconds(
     return statistics.median(times)
 
 
+def interleaved_median_seconds(
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """`median_seconds` of several functions, timed in turns (a, b, b, a, a, b, ...).
+
+    Taking turns spreads slow drift of the machine (other load, clock speed, heat) over all of
+    them alike, and reversing the order every other round cancels any advantage of going first,
+    so that their ratio stays fair.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(repeats):
+        for name, fn in list(fns.items())[:: -1 if i % 2 else 1]:
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def parse_args(description: str | None) -> argparse.Namespace:
+    """The options every benchmark takes: `--quick` (a smoke test of seconds) and `--out`."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, one repeat: a smoke test of seconds"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder for the JSON file (benchmarks/results)"
+    )
+    return parser.parse_args()
+
+
 def print_table(title: str, rows: list[dict[str, object]]) -> None:
     """Print rows (dicts with the same keys) as an aligned Markdown table."""
     keys = list(rows[0])
@@ -52,10 +94,16 @@ def print_table(title: str, rows: list[dict[str, object]]) -> None:
         print("| " + " | ".join(v.ljust(w) for v, w in zip(c, widths)) + " |")
 
 
-def write_json(name: str, rows: list[dict[str, object]], **extra: object) -> Path:
-    """Write the rows and the machine they were measured on to benchmarks/results/<name>.json."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_json(
+    name: str, rows: list[dict[str, object]], *, directory: Path = RESULTS, **extra: object
+) -> Path:
+    """Write the rows and the machine they were measured on to <directory>/<name>.json.
+
+    `directory` defaults to benchmarks/results.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     machine = {
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -63,7 +111,8 @@ def write_json(name: str, rows: list[dict[str, object]], **extra: object) -> Pat
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
     path.write_text(json.dumps({"machine": machine, "rows": rows, **extra}, indent=2) + "\n")
-    print(f"\nwrote {path.relative_to(RESULTS.parent.parent)}")
+    root = RESULTS.parent.parent
+    print(f"\nwrote {path.relative_to(root) if path.is_relative_to(root) else path}")
     return path
 
 

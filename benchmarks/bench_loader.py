@@ -7,6 +7,7 @@ RandomHorizontalFlip, ToTensor and Normalize, through a DataLoader with 2 worker
 Both: 50,000 images, batch 128, shuffled, each batch moved to the training device.
 
     python benchmarks/bench_loader.py            # the device is CUDA when present, else the CPU
+    python benchmarks/bench_loader.py --quick    # 500 images, one repeat: a smoke test
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from _common import median_seconds, print_table, sync, write_json
+from _common import median_seconds, parse_args, print_table, sync, write_json
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -53,9 +54,11 @@ def epoch_of(loader, device: torch.device):
 
 
 def main() -> None:
+    args = parse_args(__doc__)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     start = time.perf_counter()
-    train = data.cifar10("train")
+    train = data.cifar10("train", per_class=50 if args.quick else None)
+    repeats, warmup = (1, 0) if args.quick else (5, 1)
     n = len(train)
     print(f"CIFAR-10 train: {n:,} images, loaded in {time.perf_counter() - start:.1f} s")
     mean, std = data.CIFAR10_MEAN, data.CIFAR10_STD
@@ -73,28 +76,28 @@ def main() -> None:
     # The baseline's epochs include starting its workers, as a training loop's epochs do.
     seconds = {
         "DataLoader, 2 workers (torchvision transforms)": median_seconds(
-            epoch_of(baseline, device), repeats=3, warmup=0, device=device
+            epoch_of(baseline, device), repeats=min(repeats, 3), warmup=0, device=device
         ),
         f"DeviceLoader on {device.type}": median_seconds(
-            epoch_of(device_loader, device), repeats=5, warmup=1, device=device
+            epoch_of(device_loader, device), repeats=repeats, warmup=warmup, device=device
         ),
     }
     if device.type == "cpu" and torch.get_num_threads() > 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # the DataLoader's workers run one thread each, too
         seconds["DeviceLoader on cpu, 1 thread"] = median_seconds(
-            epoch_of(device_loader, device), repeats=5, warmup=1, device=device
+            epoch_of(device_loader, device), repeats=repeats, warmup=warmup, device=device
         )
         torch.set_num_threads(threads)
 
     reference = next(iter(seconds.values()))
     rows = [
-        {"pipeline": name, "epoch s": s, "images/s": n / s, "speed-up": reference / s}
+        {"pipeline": name, "epoch s": s, "images/s": n / s, "ratio": reference / s}
         for name, s in seconds.items()
     ]
     print_table(f"One epoch of CIFAR-10 train ({n:,} images, batch {BATCH}, crop + flip)", rows)
-    write_json("loader", rows, images=n, batch_size=BATCH, device=str(device),
-               numpy=np.__version__)  # fmt: skip
+    write_json("loader", rows, directory=args.out, images=n, batch_size=BATCH,
+               device=str(device), numpy=np.__version__, quick=args.quick)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,0 +1,105 @@
+"""`fit` against a minimal hand-written SGD loop: what the training loop's extras cost.
+
+Both train CIFAR ResNet-20 (option A) from the same initial weights on the same real CIFAR-10
+images, held on the training device, for one epoch per run: SGD (momentum 0.9, weight decay
+1e-4), batch 128, shuffled, fp32, channels_last, no augmentation; then both test on the same
+small test set. `fit` adds what the bare loop lacks: the DeviceLoader's seeded shuffling and
+per-batch normalisation, the lr schedule, the finite-loss check, running loss and error, the
+history. Runs are timed in turns; the table gives the median run, images/s (training images
+per second of run) and the ratio fit / bare loop (target on the CPU: >= 0.97).
+
+    python benchmarks/bench_fit.py            # the device is CUDA when present, else the CPU
+    python benchmarks/bench_fit.py --quick    # a smoke test of seconds
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from _common import interleaved_median_seconds, parse_args, print_table, write_json
+from torch import nn
+from torch.nn import functional as F
+
+from resnet_tutorial import data
+from resnet_tutorial.resnet import cifar_resnet
+from resnet_tutorial.train import TrainConfig, fit
+
+# (train images per class, test images per class, batch size, repeats, warm-up runs)
+SIZES = {
+    "cpu": (64, 10, 128, 5, 1),  # 640 training images: 5 steps of 128
+    "cuda": (5000, 100, 128, 5, 1),  # all 50,000
+    "quick": (4, 1, 16, 1, 0),
+}
+
+
+def bare_run(model: nn.Module, train: data.ImageSet, test: data.ImageSet, batch_size: int,
+             device: torch.device) -> None:  # fmt: skip
+    """One epoch of plain SGD on normalised tensors, then the test error: nothing more."""
+    mean = torch.tensor(data.CIFAR10_MEAN, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data.CIFAR10_STD, device=device).view(1, -1, 1, 1)
+    images = (train.images.to(device).float() / 255 - mean) / std  # (N, 3, 32, 32)
+    labels = train.labels.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    model.train()
+    order = torch.randperm(len(labels), device=device)
+    for start in range(0, len(labels), batch_size):
+        index = order[start : start + batch_size]
+        x = images[index].contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(x), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        x = ((test.images.to(device).float() / 255 - mean) / std).contiguous(
+            memory_format=torch.channels_last
+        )
+        (model(x).argmax(1) != test.labels.to(device)).float().mean().item()
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    size = "quick" if args.quick else device.type
+    per_class, test_per_class, batch, repeats, warmup = SIZES[size]
+    start = time.perf_counter()
+    train = data.cifar10("train", per_class=per_class)
+    test = data.cifar10("test", per_class=test_per_class)
+    n = len(train)
+    print(f"CIFAR-10: {n:,} train and {len(test):,} test images, loaded in "
+          f"{time.perf_counter() - start:.1f} s from {train.source}")  # fmt: skip
+
+    torch.manual_seed(0)
+    fit_model = cifar_resnet(20).to(device, memory_format=torch.channels_last)
+    bare_model = copy.deepcopy(fit_model)  # the same initial weights
+    config = TrainConfig(epochs=1, batch_size=batch, precision="fp32", channels_last=True,
+                         augment=False, device=str(device), progress=False)  # fmt: skip
+    seconds = interleaved_median_seconds(
+        {
+            "bare SGD loop": lambda: bare_run(bare_model, train, test, batch, device),
+            "fit": lambda: fit(fit_model, train, test, config),
+        },
+        repeats=repeats,
+        warmup=warmup,
+        device=device,
+    )
+
+    reference = seconds["bare SGD loop"]
+    rows = [
+        {"loop": name, "run s": s, "images/s": n / s, "ratio": reference / s}
+        for name, s in seconds.items()
+    ]
+    print_table(
+        f"CIFAR ResNet-20, one epoch of {n:,} images + test on {len(test):,}, batch {batch}, "
+        f"fp32, channels_last, {device.type} (median of {repeats})",
+        rows,
+    )
+    print(f"\nfit / bare loop = {rows[1]['ratio']:.3f} (target >= 0.97)")
+    write_json("fit", rows, directory=args.out, images=n, test_images=len(test),
+               batch_size=batch, repeats=repeats, device=str(device), quick=args.quick)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
