@@ -46,6 +46,15 @@ from .train import (
     scale,
     seed_everything,
 )
-from .transfer import load_pretrained_cifar
+from .transfer import (
+    freeze,
+    load_pretrained_cifar,
+    load_pretrained_imagenet,
+    model_parts,
+    parameter_groups,
+    reestimate_bn,
+    replace_head,
+    unfreeze,
+)
 
 __version__ = "0.1.0"

@@ -326,17 +326,56 @@ def _total_and_warmup_steps(config: TrainConfig, steps_per_epoch: int) -> tuple[
     return config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    """SGD with momentum; with `decay_bn_and_bias=False`, no weight decay on 1-D parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.decay_bn_and_bias:
-        groups = [{"params": params, "weight_decay": config.weight_decay}]
-    else:  # BN weights and biases, and every bias, are 1-D
-        groups = [
-            {"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-        ]
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, param_groups: Sequence[dict[str, Any]] | None = None
+) -> torch.optim.SGD:
+    """SGD with momentum; with `decay_bn_and_bias=False`, no weight decay on 1-D parameters.
+
+    `param_groups` (e.g. from `transfer.parameter_groups`) give parts of the model their own
+    options, such as a smaller "lr" for a pretrained body; the schedule scales each group's lr.
+    Every trainable parameter must be in exactly one group; frozen ones are left out.
+    """
+    groups = []
+    for group in _trainable_groups(model, param_groups):
+        if config.decay_bn_and_bias:
+            groups.append({**group, "weight_decay": config.weight_decay})
+        else:  # BN weights and biases, and every bias, are 1-D
+            params = group["params"]
+            decayed, exempt = [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
+            groups.append({**group, "params": decayed, "weight_decay": config.weight_decay})
+            groups.append({**group, "params": exempt, "weight_decay": 0.0})
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+
+
+def _trainable_groups(model: nn.Module, param_groups) -> list[dict[str, Any]]:
+    """The groups' trainable parameters, checked: each trainable parameter in exactly one group."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if param_groups is None:
+        return [{"params": trainable}]
+    names = {id(p): name for name, p in model.named_parameters()}
+    where: dict[int, int] = {}
+    groups = []
+    for i, group in enumerate(param_groups):
+        for p in group["params"]:
+            if id(p) not in names:
+                raise ValueError(
+                    f"param_groups[{i}] holds a tensor of shape {tuple(p.shape)} that is not a "
+                    "parameter of the model (an old head?); make the groups from the model as it is"
+                )
+            if id(p) in where:
+                raise ValueError(
+                    f"{names[id(p)]} is in param_groups[{where[id(p)]}] and param_groups[{i}]; "
+                    "put each parameter in one group"
+                )
+            where[id(p)] = i
+        groups.append({**group, "params": [p for p in group["params"] if p.requires_grad]})
+    missing = [names[id(p)] for p in trainable if id(p) not in where]
+    if missing:
+        raise ValueError(
+            f"param_groups leave out {len(missing)} trainable parameters ({', '.join(missing[:3])}"
+            f"{', …' if len(missing) > 3 else ''}), which would never train; put them in a group"
+        )
+    return groups
 
 
 def make_scheduler(
@@ -637,6 +676,7 @@ def fit(
     config: TrainConfig | None = None,
     *,
     resume: PathLike | None = None,
+    param_groups: Sequence[dict[str, Any]] | None = None,
 ) -> History:
     """Train `model` in place on `train`, testing on `test` after every epoch (Sec. 4.2).
 
@@ -647,6 +687,10 @@ def fit(
         resume: a checkpoint written by an earlier `fit`; training continues after its last
             epoch and, with the same config and data, ends bit for bit where an uninterrupted
             run would (on the CPU; CUDA kernels may not be deterministic).
+        param_groups: optimizer groups with their own "lr" (e.g. `parameter_groups(model,
+            {"body": 0.01, "head": 0.1})` to fine-tune); None puts every trainable parameter
+            in one group at `config.lr`. Parameters with requires_grad=False never train, and
+            BN layers that `transfer.freeze` holds in eval mode keep their statistics.
 
     Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel, each
     process trains on its shard with `config.batch_size` images per step, and only rank 0
@@ -660,10 +704,14 @@ def fit(
         config = _resume_config(checkpoint, config)
     config = config if config is not None else TrainConfig()
     with _distributed(config) as (device, rank, world_size):
-        return _fit(model, train, test, config, checkpoint, resume, device, rank, world_size)
+        return _fit(
+            model, train, test, config, checkpoint, resume, device, rank, world_size, param_groups
+        )
 
 
-def _fit(model, train, test, config, checkpoint, resume, device, rank, world_size) -> History:
+def _fit(
+    model, train, test, config, checkpoint, resume, device, rank, world_size, param_groups=None
+) -> History:
     precision, channels_last = pick_precision(device, config.precision, config.channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     images, labels = _as_tensors(train)
@@ -672,7 +720,7 @@ def _fit(model, train, test, config, checkpoint, resume, device, rank, world_siz
         device=device, seed=config.seed, augment=config.augment, rank=rank,
         world_size=world_size,
     )  # fmt: skip
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config, param_groups)
     scheduler = make_scheduler(optimizer, config, len(loader))
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history, start_epoch = History(), 0

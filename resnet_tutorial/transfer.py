@@ -1,15 +1,25 @@
-"""Reusing trained ResNets: the public CIFAR-10 checkpoints (and, later, ImageNet weights)."""
+"""Reusing trained ResNets: pretrained weights, new heads, freezing and per-part learning rates.
+
+Weights: torchvision's ImageNet weights for our `resnet18/34/50` (`load_pretrained_imagenet`) and
+the public CIFAR-10 checkpoints (`load_pretrained_cifar`). A ResNet has three kinds of parts,
+input to output: the stem, the stages `layer1` … `layerN` (together the body) and the head
+(pooling and `fc`). `replace_head`, `freeze`, `unfreeze` and `parameter_groups` work on those
+parts, for feature extraction and fine-tuning (Yosinski et al. 2014; Kornblith et al. 2019).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from .resnet import ResNet, cifar_resnet
+from .resnet import ResNet, cifar_resnet, resnet
 
 # Option-A CIFAR-10 ResNets of Idelbayev (2018), BSD-2-Clause. The hex in each file name is the
 # start of the file's SHA-256, which `load_pretrained_cifar` verifies on every load.
@@ -89,3 +99,229 @@ def cifar_checkpoint_to_ours(
         if isinstance(module, nn.BatchNorm2d):
             mapped.setdefault(f"{name}.num_batches_tracked", torch.tensor(0))
     return mapped
+
+
+# --- torchvision's ImageNet weights -----------------------------------------------------------
+
+IMAGENET_DEPTHS = (18, 34, 50)
+
+
+def load_pretrained_imagenet(
+    depth: int, weights: str = "DEFAULT", *, progress: bool = False,
+    device: torch.device | str = "cpu",
+) -> tuple[ResNet, nn.Module]:  # fmt: skip
+    """Our `resnet(depth)` with torchvision's ImageNet weights, in eval mode, and their transform.
+
+    The weights come through torchvision's weights API (`ResNet50_Weights.DEFAULT`, …): the
+    file is downloaded once into `$TORCH_HOME/hub/checkpoints`, its hash checked, and loaded
+    strictly (our keys are torchvision's). Returns the model and the weights' own preprocessing,
+    `weights.transforms()` (resize, centre crop, ImageNet mean and std), which the model also
+    carries as `model.normalization = (mean, std)`. Offline, the download raises `URLError`
+    (an `OSError`) at once.
+
+    Args:
+        depth: 18, 34 or 50.
+        weights: a member name of torchvision's enum, e.g. "DEFAULT" or "IMAGENET1K_V1", or
+            the member itself (`torchvision.models.ResNet50_Weights.IMAGENET1K_V2`).
+        progress: show torch.hub's download progress bar.
+        device: where the model goes.
+    """
+    from torchvision.models import get_model_weights
+
+    if isinstance(depth, bool) or depth not in IMAGENET_DEPTHS:
+        raise ValueError(f"depth must be one of {IMAGENET_DEPTHS}, got {depth!r}")
+    enum = get_model_weights(f"resnet{depth}")
+    if isinstance(weights, enum):
+        chosen = weights
+    elif isinstance(weights, str) and weights in enum.__members__:
+        chosen = enum[weights]
+    else:
+        allowed = ", ".join(repr(name) for name in enum.__members__)
+        raise ValueError(
+            f"weights must be one of {allowed} (members of {enum.__name__}) or such a member, "
+            f"got {weights!r}"
+        )
+    state_dict = chosen.get_state_dict(progress=progress, check_hash=True)
+    model = resnet(depth, num_classes=len(chosen.meta["categories"]))
+    model.load_state_dict(state_dict, strict=True)
+    preprocess = chosen.transforms()
+    model.normalization = (tuple(preprocess.mean), tuple(preprocess.std))
+    return model.to(device).eval(), preprocess
+
+
+# --- parts: stem, stages, head ----------------------------------------------------------------
+
+
+def model_parts(model: ResNet) -> dict[str, list[str]]:
+    """The parts of `model`, input to output, each with the names of its top-level modules.
+
+    `{"stem": ["conv1", "bn1", "relu", "maxpool"], "layer1": ["layer1"], …,
+    "head": ["avgpool", "fc"]}`; a pre-activation net's head starts with `post_norm`.
+    """
+    if not isinstance(model, ResNet):
+        raise TypeError(f"model must be a resnet_tutorial ResNet, got {type(model).__name__}")
+    parts = {"stem": ["conv1", "bn1", "relu", "maxpool"]}
+    parts.update({f"layer{i}": [f"layer{i}"] for i in range(1, model.num_stages + 1)})
+    parts["head"] = (["post_norm"] if model.post_norm is not None else []) + ["avgpool", "fc"]
+    return parts
+
+
+def _resolve(model: ResNet, parts: str | Sequence[str]) -> list[str]:
+    """Top-level module names of `parts`: part names, "body" (every stage) or "all"."""
+    table = model_parts(model)
+    stages = [name for name in table if name.startswith("layer")]
+    aliases = {"body": stages, "all": list(table)}
+    requested = [parts] if isinstance(parts, str) else list(parts)
+    names: list[str] = []
+    for part in requested:
+        if part not in table and part not in aliases:
+            allowed = ", ".join(repr(p) for p in [*table, "body", "all"])
+            raise ValueError(f"unknown part {part!r}; allowed: {allowed}")
+        for name in aliases.get(part, [part]):
+            names += [m for m in table[name] if m not in names]
+    return names
+
+
+def _batch_norms(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
+    """`train` of a BN layer frozen by `freeze`: it stays in eval mode, its statistics fixed."""
+    return nn.Module.train(self, False)
+
+
+def replace_head(model: ResNet, num_classes: int) -> ResNet:
+    """Give `model` a new classifier for `num_classes`: `fc = nn.Linear(fc.in_features, …)`.
+
+    The new layer is freshly initialised (nn.Linear's default) and trainable, whatever was
+    frozen before; the model is changed in place and returned. Create the optimizer after this.
+    """
+    model_parts(model)  # checks the type
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    old = model.fc
+    model.fc = nn.Linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
+    return model
+
+
+def freeze(model: ResNet, parts: str | Sequence[str] = "all", *, freeze_bn: bool = True) -> ResNet:
+    """Stop `parts` from training: requires_grad=False on their parameters.
+
+    `parts` are names from `model_parts` ("stem", "layer1" …, "head"), "body" (all stages) or
+    "all". With `freeze_bn=True` their BatchNorm layers are also put in eval mode and stay in
+    it through later `model.train()` calls (a training loop calls it every epoch), so they keep
+    normalising with their running statistics and never update them. With `freeze_bn=False`
+    BN follows `model.train()` as usual: γ and β are fixed but the statistics adapt to the new
+    data. Returns `model`, changed in place.
+    """
+    if not isinstance(freeze_bn, bool):
+        raise TypeError(f"freeze_bn must be True or False, got {freeze_bn!r}")
+    for name in _resolve(model, parts):
+        module = getattr(model, name)
+        module.requires_grad_(False)
+        for norm in _batch_norms(module):
+            if freeze_bn:
+                norm.train = types.MethodType(_stay_in_eval, norm)  # this layer only
+                norm.eval()
+            else:
+                norm.__dict__.pop("train", None)
+                norm.train(model.training)
+    return model
+
+
+def unfreeze(model: ResNet, parts: str | Sequence[str] = "all") -> ResNet:
+    """Let `parts` train again: requires_grad=True, and their BN layers follow `model.train()`."""
+    for name in _resolve(model, parts):
+        module = getattr(model, name)
+        module.requires_grad_(True)
+        for norm in _batch_norms(module):
+            norm.__dict__.pop("train", None)  # back to nn.Module.train
+            norm.train(model.training)
+    return model
+
+
+def is_bn_frozen(module: nn.Module) -> bool:
+    """Whether `module` is a BatchNorm layer that `freeze` holds in eval mode."""
+    return "train" in vars(module) and getattr(module.train, "__func__", None) is _stay_in_eval
+
+
+def parameter_groups(
+    model: ResNet, lrs: Mapping[str, float], *, default: float | None = None
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups with a learning rate per part, trainable parameters only.
+
+    `lrs` maps parts ("stem", "layer1" …, "head", "body", "all") to learning rates, e.g.
+    `{"body": 0.01, "head": 0.1}` to fine-tune a pretrained body ten times slower than a new
+    head; the parts must not overlap. Trainable parameters of no listed part get `default`
+    (an error when it is None). Frozen parameters are left out. Each group holds "params",
+    "lr" and "name" (the part), ready for `torch.optim.SGD(groups, …)` or `fit(...,
+    param_groups=groups)`.
+    """
+    if not lrs:
+        raise ValueError("lrs is empty; give at least one part → learning rate")
+    rates = {**lrs, **({"default": default} if default is not None else {})}
+    for part, lr in rates.items():
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+            raise ValueError(f"the learning rate of {part!r} must be a number > 0, got {lr!r}")
+    owner: dict[str, str] = {}
+    for part in lrs:
+        for name in _resolve(model, part):
+            if name in owner:
+                raise ValueError(
+                    f"parts {owner[name]!r} and {part!r} overlap (both hold {name!r}); "
+                    "give each module one learning rate"
+                )
+            owner[name] = part
+    groups = {part: [] for part in lrs}
+    rest = []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            part = owner.get(name.split(".")[0])
+            (groups[part] if part is not None else rest).append(p)
+    if rest and default is None:
+        raise ValueError(
+            f"{len(rest)} trainable parameters belong to no part in lrs ({', '.join(lrs)}); "
+            "add their part or give default=<lr>"
+        )
+    result = [{"params": ps, "lr": float(lrs[part]), "name": part} for part, ps in groups.items()]
+    if rest:
+        result.append({"params": rest, "lr": float(default), "name": "default"})
+    return [group for group in result if group["params"]]
+
+
+@torch.no_grad()
+def reestimate_bn(
+    model: nn.Module, data: Any, *, mean: Sequence[float], std: Sequence[float],
+    augment: bool = True, batch_size: int = 100, seed: int = 0,
+) -> nn.Module:  # fmt: skip
+    """Recompute the BN running statistics of `model` on `data` (AdaBN, Li et al. 2018).
+
+    One pass over `data` (an ImageSet or (uint8 images, labels)), normalised with `mean` and
+    `std` and, with `augment=True`, cropped and flipped as in training: the statistics a
+    network was trained with include the zero borders of its padded crops. Each BN layer's
+    running mean and variance become the average over the batches (momentum=None), as
+    `torch.optim.swa_utils.update_bn` computes them. BN layers that `freeze` holds in eval
+    mode keep their statistics. No weight changes; the model's train/eval mode is restored.
+    """
+    from .data import DeviceLoader
+
+    images, labels = data.tensors if hasattr(data, "tensors") else data
+    device = next(model.parameters()).device
+    loader = DeviceLoader((images, labels), batch_size, train=True, augment=augment, mean=mean,
+                          std=std, device=device, seed=seed)  # fmt: skip
+    norms = [m for m in _batch_norms(model) if not is_bn_frozen(m)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches
+    was_training = model.training
+    model.train()
+    try:
+        for x, _ in loader:
+            model(x)
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        model.train(was_training)
+    return model
