@@ -338,6 +338,7 @@ def _check_stage_structure(
         _check_block_input(f"{where}[{j}]", convs, ref_convs, previous_out, j)
         _check_block_stride(f"{where}[{j}]", convs, ref_convs, j)
         _check_projection(f"{where}[{j}]", convs, projection, ref, shortcut)
+        _check_projection_norm(f"{where}[{j}]", block, convs, projection)
         _check_residual_convs(f"{where}[{j}]", convs, ref_convs, expansion)
         previous_out = convs[-1][1].out_channels
 
@@ -413,6 +414,23 @@ def _check_projection(where, convs, projection, reference, shortcut) -> None:
                 f"with stride {_pair(conv.stride)[0]}; the block strides by {stride}.",
                 "the projection is a 1×1 convolution with the block's stride, then BatchNorm.",
             )
+
+
+def _check_projection_norm(where, block, convs, projection) -> None:
+    """A projection shortcut ends in BatchNorm, as torchvision's `downsample.1` (Sec. 3.4)."""
+    if not projection:
+        return
+    norms = [n for n, m in block.named_modules() if isinstance(m, _BATCH_NORMS)]
+    named = [n for n in norms if any(word in n.lower() for word in _SHORTCUT_WORDS)]
+    if named or len(norms) > len(convs):
+        return
+    _fail(
+        f"{where}.{projection[0][0]} is a projection without BatchNorm: the block has "
+        f"{len(norms)} BatchNorm layers for {len(convs) + len(projection)} convolutions.",
+        "option B's projection is a 1×1 convolution followed by BatchNorm, "
+        "nn.Sequential(conv1x1(...), nn.BatchNorm2d(out_channels)), as BN follows every "
+        "convolution (Sec. 3.4); torchvision's weights load into downsample.0 and downsample.1.",
+    )
 
 
 def _find_stages(model: nn.Module, count: int, name: str) -> list[nn.Module]:
