@@ -17,6 +17,10 @@ QUICK := RESNET_TUTORIAL_SCALE=quick CUDA_VISIBLE_DEVICES=
 # Kernels draw figures inline (as in Jupyter), whatever MPLBACKEND the shell has.
 KERNEL_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
+# make test runs two notebooks at once, so each kernel gets half the cores: torch thread pools
+# that share cores spin against each other (chapter 1 on 2 busy cores: 12 min of CPU time with
+# 2 threads, 3 min with 1).
+NB_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n / 2 > 1 ? n / 2 : 1 )))
 
 .PHONY: test test-unit test-notebooks test-site lint book notebooks bench test-gpu device-data clean
 
@@ -37,7 +41,8 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 ifneq ($(NOTEBOOKS),)
-	$(QUICK) $(KERNEL_ENV) $(PY) -m pytest -n 2 --dist loadfile $(NBVAL) $(NOTEBOOKS)
+	$(QUICK) $(KERNEL_ENV) OMP_NUM_THREADS=$(NB_THREADS) \
+		$(PY) -m pytest -n 2 --dist loadfile $(NBVAL) $(NOTEBOOKS)
 endif
 
 test-site: book
