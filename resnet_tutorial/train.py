@@ -12,6 +12,7 @@ call trains with DistributedDataParallel. Also a command line, for full runs on 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -874,7 +875,7 @@ def _progress_bar(show: bool, epochs: int, steps: int, start_epoch: int) -> Iter
 
 @contextlib.contextmanager
 def _distributed(config: TrainConfig) -> Iterator[tuple[torch.device, int, int]]:
-    """Device, rank and world size; joins (and then leaves) torchrun's process group."""
+    """Device, rank and world size; joins torchrun's process group (once per process)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     device = torch.device(config.device) if config.device is not None else default_device()
     if world_size <= 1:
@@ -883,14 +884,18 @@ def _distributed(config: TrainConfig) -> Iterator[tuple[torch.device, int, int]]
     if device.type == "cuda" and config.device is None:  # one GPU per process
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    created = not dist.is_initialized()
-    if created:
+    if not dist.is_initialized():
+        # Joined once per process and left at exit; a second fit in the same process reuses the
+        # group. (When each fit made and destroyed its own group, a torchrun test of two fits
+        # per process hung now and then.)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield device, dist.get_rank(), dist.get_world_size()
-    finally:
-        if created:
-            dist.destroy_process_group()
+        atexit.register(_leave_process_group)
+    yield device, dist.get_rank(), dist.get_world_size()
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 # --- command line -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ saves what it ended with to OUT/rank<r>.pt, for the test to compare across ranks
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import os
 import sys
 
@@ -55,4 +56,5 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.dump_traceback_later(120, exit=True)  # a hang shows where, then ends
     main(sys.argv[1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,18 @@ def ranks(tmp_path_factory) -> list[dict]:
         env.pop(name, None)  # in case pytest itself runs under torchrun
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", str(WORKER), str(out)]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, f"torchrun failed:\n{done.stdout}\n{done.stderr}"
+    # Its own session, so that a hang is killed with its workers (torchrun's children would
+    # otherwise outlive it); a worker that hangs dumps its stacks first (ddp_worker.py).
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)  # fmt: skip
+    try:
+        output, _ = process.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"torchrun hung for 150 s; its output:\n{output[-6000:]}")
+    assert process.returncode == 0, f"torchrun failed:\n{output[-6000:]}"
     return [torch.load(out / f"rank{r}.pt") for r in range(2)]
 
 
