@@ -2,7 +2,6 @@
 
 import io
 import math
-from dataclasses import dataclass, field
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -12,21 +11,9 @@ import torch
 from matplotlib.figure import Figure
 
 from resnet_tutorial import plot
+from resnet_tutorial.train import History
 
 CLASSES = ["plane", "car", "bird"]
-
-
-@dataclass
-class History:
-    """The shape of train.History, defined here so these tests need only plot.py."""
-
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    train_error: list[float] = field(default_factory=list)
-    test_loss: list[float] = field(default_factory=list)
-    test_error: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
 
 
 def history(train_error, test_error):
