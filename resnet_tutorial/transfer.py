@@ -305,8 +305,9 @@ def reestimate_bn(
     mode keep their statistics. No weight changes; the model's train/eval mode is restored.
     """
     from .data import DeviceLoader
+    from .train import _as_tensors
 
-    images, labels = data.tensors if hasattr(data, "tensors") else data
+    images, labels = _as_tensors(data)
     device = next(model.parameters()).device
     loader = DeviceLoader((images, labels), batch_size, train=True, augment=augment, mean=mean,
                           std=std, device=device, seed=seed)  # fmt: skip
