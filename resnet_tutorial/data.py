@@ -386,8 +386,29 @@ def _decode_with_pil(path: str, channels: int) -> Tensor:
     return torch.from_numpy(array).view(*array.shape[:2], -1).permute(2, 0, 1)
 
 
+def max_per_class() -> int | None:
+    """`$RESNET_TUTORIAL_MAX_PER_CLASS`: a cap on the images per class of every data set loaded.
+
+    Unset (None) for real work. `make test-full-path` sets it, with `$RESNET_TUTORIAL_MAX_STEPS`,
+    to run the full-scale branches of the notebooks on a small slice of the data.
+    """
+    return _positive_env("RESNET_TUTORIAL_MAX_PER_CLASS")
+
+
+def _positive_env(name: str) -> int | None:
+    value = os.environ.get(name, "")
+    if value == "":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${name} must be unset or an integer >= 1, got {value!r}")
+    return int(value)
+
+
 def _first_per_class(data: ImageSet, per_class: int | None, split: str) -> ImageSet:
     """Keep the first `per_class` images of each class, in the source's order."""
+    cap = max_per_class()
+    if cap is not None and (per_class is None or (isinstance(per_class, int) and per_class > cap)):
+        per_class = cap
     if per_class is None:
         return data
     counts = torch.bincount(data.labels, minlength=len(data.classes))

@@ -62,6 +62,19 @@ def scale() -> Literal["quick", "full"]:
     return value  # type: ignore[return-value]
 
 
+def max_steps() -> int | None:
+    """`$RESNET_TUTORIAL_MAX_STEPS`: a cap on the optimizer steps of every `fit` run.
+
+    Unset (None) for real work. `make test-full-path` sets it (with
+    `$RESNET_TUTORIAL_MAX_PER_CLASS`, see `data.max_per_class`) so that the full-scale branches
+    of the notebooks run end to end on the CPU in minutes: a run of E epochs then trains
+    min(E, cap) epochs of at most cap // min(E, cap) steps each.
+    """
+    from resnet_tutorial.data import _positive_env
+
+    return _positive_env("RESNET_TUTORIAL_MAX_STEPS")
+
+
 def default_device() -> torch.device:
     """The first CUDA GPU if there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -74,55 +87,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def cpu_supports_bf16() -> bool:
-    """True when this CPU computes in bfloat16 natively (AVX512-BF16 or AMX on x86, BF16 on Arm).
-
-    Without it, bf16 autocast on the CPU only converts back and forth and runs slower than fp32.
-    """
-    machine = platform.machine().lower()
-    if machine in ("x86_64", "amd64", "i386", "i686"):
-        try:
-            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-        except AttributeError:  # private helpers moved: read the flags the kernel reports
-            return _cpuinfo_flags() >= {"avx512_bf16"} or "amx_bf16" in _cpuinfo_flags()
-    if machine in ("aarch64", "arm64"):  # oneDNN's check is the Arm BF16 extension
-        return bool(torch.backends.mkldnn.is_available() and _mkldnn_bf16())
-    return False
-
-
-def _mkldnn_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _cpuinfo_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    match = re.search(r"^flags\s*:(.*)$", text, re.MULTILINE)
-    return set(match.group(1).split()) if match else set()
-
-
 def pick_precision(
     device: torch.device | str,
     precision: Precision = "auto",
     channels_last: bool | None = None,
 ) -> tuple[Literal["fp32", "bf16", "fp16"], bool]:
-    """Resolve `"auto"` precision and memory format for `device` to what pays there.
+    """Resolve `"auto"` precision and memory format for `device`.
 
-    CUDA: bf16 autocast (fp16 with a GradScaler where bf16 is unsupported) and channels_last.
-    CPU: channels_last, and bf16 only where the CPU computes it natively (`cpu_supports_bf16`).
-    Other devices: fp32, contiguous.
+    CPU: fp32, on every CPU, so that a run's numbers do not depend on the reader's instruction
+    set (bf16 is there by asking for it: about 1.6x faster where the CPU has AVX512-BF16 or AMX).
+    CUDA: bf16 autocast from compute capability 8.0 (Ampere) on, where the tensor cores compute
+    it; fp16 with a GradScaler below (a T4 is 7.5). `torch.cuda.is_bf16_supported()` is not
+    used: it also says yes where bf16 is only emulated. channels_last on CUDA and the CPU.
     """
     device = torch.device(device)
     if precision == "auto":
         if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        elif device.type == "cpu":
-            precision = "bf16" if cpu_supports_bf16() else "fp32"
+            major, _ = torch.cuda.get_device_capability(device)
+            precision = "bf16" if major >= 8 else "fp16"
         else:
             precision = "fp32"
     if channels_last is None:
@@ -156,8 +138,9 @@ class TrainConfig:
         label_smoothing: of the cross-entropy loss (Szegedy et al. 2016).
         decay_bn_and_bias: False exempts BatchNorm parameters and biases (every parameter with
             fewer than 2 dimensions) from weight decay.
-        precision: "auto" picks per device (`pick_precision`); "fp32", "bf16" or "fp16"
-            autocast (fp16 uses a GradScaler).
+        precision: "auto" picks per device (`pick_precision`: fp32 on every CPU); "fp32",
+            "bf16" or "fp16" autocast (fp16 uses a GradScaler). Test errors are always measured
+            in fp32, so that they compare across machines and precisions.
         channels_last: memory format of model and inputs; None picks per device.
         compile: wrap the model in `torch.compile`.
         device: e.g. "cpu" or "cuda:0"; None is `default_device()` (under torchrun on CUDA,
@@ -594,6 +577,7 @@ def save_checkpoint(path: PathLike, state: dict[str, Any]) -> None:
             torch.save(state, file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a results file is for sharing
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -667,6 +651,7 @@ class _Run:
     channels_last: bool
     rank: int
     world_size: int
+    steps_per_epoch: int
     last_checkpoint: str | None = None
 
 
@@ -721,8 +706,9 @@ def _fit(
         device=device, seed=config.seed, augment=config.augment, rank=rank,
         world_size=world_size,
     )  # fmt: skip
+    config, steps_per_epoch = _capped(config, len(loader))
     optimizer = make_optimizer(model, config, param_groups)
-    scheduler = make_scheduler(optimizer, config, len(loader))
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     history, start_epoch = History(), 0
     if checkpoint is None:
@@ -745,11 +731,11 @@ def _fit(
         )
     run = _Run(
         torch.compile(model) if config.compile else model, config, device,
-        _AUTOCAST_DTYPES[precision], channels_last, rank, world_size,
+        _AUTOCAST_DTYPES[precision], channels_last, rank, world_size, steps_per_epoch,
         last_checkpoint=os.fspath(resume) if resume is not None else None,
     )  # fmt: skip
     show = rank == 0 and (config.progress if config.progress is not None else sys.stderr.isatty())
-    with _progress_bar(show, config.epochs, len(loader), start_epoch) as bar:
+    with _progress_bar(show, config.epochs, steps_per_epoch, start_epoch) as bar:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             start = time.perf_counter()
             train_loss, train_error, last_lr = _train_epoch(
@@ -769,6 +755,23 @@ def _fit(
     return history
 
 
+def _capped(config: TrainConfig, steps_per_epoch: int) -> tuple[TrainConfig, int]:
+    """The run's config and steps per epoch under `$RESNET_TUTORIAL_MAX_STEPS` (`max_steps`)."""
+    cap = max_steps()
+    if cap is None:
+        return config, steps_per_epoch
+    epochs = min(config.epochs, cap)
+    warnings.warn(
+        f"$RESNET_TUTORIAL_MAX_STEPS={cap}: training {epochs} epoch(s) of at most "
+        f"{max(1, cap // epochs)} step(s) instead of {config.epochs} of {steps_per_epoch} "
+        "(a smoke test of the code path, not a real run)",
+        stacklevel=4,
+    )
+    warmup = config.warmup_epochs * epochs / config.epochs
+    capped = dataclasses.replace(config, epochs=epochs, warmup_epochs=warmup)
+    return capped, min(steps_per_epoch, max(1, cap // epochs))
+
+
 def _train_epoch(run: _Run, loader, optimizer, scheduler, scaler, epoch: int, bar):
     """One pass over the training set: running mean loss and error, and the last step's lr."""
     model, config = run.model, run.config
@@ -778,7 +781,7 @@ def _train_epoch(run: _Run, loader, optimizer, scheduler, scaler, epoch: int, ba
     loss_sum = torch.zeros((), device=run.device)
     wrong = torch.zeros((), dtype=torch.long, device=run.device)
     count = 0
-    for step, (x, y) in enumerate(loader, start=1):
+    for step, (x, y) in zip(range(1, run.steps_per_epoch + 1), loader):
         if run.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(run.device.type, run.autocast_dtype, enabled=run.autocast_dtype
@@ -786,7 +789,9 @@ def _train_epoch(run: _Run, loader, optimizer, scheduler, scaler, epoch: int, ba
             logits = model(x)
             loss = criterion(logits.float(), y)
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(_non_finite_message(run, loss, epoch, step, len(loader)))
+            raise NonFiniteLossError(
+                _non_finite_message(run, loss, epoch, step, run.steps_per_epoch)
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -798,7 +803,7 @@ def _train_epoch(run: _Run, loader, optimizer, scheduler, scaler, epoch: int, ba
         count += len(y)
         if bar is not None:
             bar.update()
-            if step % 10 == 0 or step == len(loader):
+            if step % 10 == 0 or step == run.steps_per_epoch:
                 bar.set_description(f"epoch {epoch}/{config.epochs}", refresh=False)
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     totals = torch.stack([loss_sum, wrong.to(loss_sum.dtype), torch.tensor(
@@ -814,15 +819,13 @@ def _train_epoch(run: _Run, loader, optimizer, scheduler, scaler, epoch: int, ba
 
 
 def _test(run: _Run, test: Data) -> tuple[float, float]:
-    """Test loss and error; under DDP each rank tests a shard and the sums are combined."""
+    """Test loss and error, in fp32; under DDP each rank tests a shard and the sums are combined."""
     images, labels = _as_tensors(test)
     images, labels = images[run.rank :: run.world_size], labels[run.rank :: run.world_size]
     model = _unwrap(run.model)
-    with torch.autocast(run.device.type, run.autocast_dtype,
-                        enabled=run.autocast_dtype is not None):  # fmt: skip
-        loss_sum, wrong, _ = _evaluate_sums(
-            model, images, labels, 512, run.device, run.config.mean, run.config.std
-        )
+    loss_sum, wrong, _ = _evaluate_sums(
+        model, images, labels, 512, run.device, run.config.mean, run.config.std
+    )
     totals = torch.stack([loss_sum, wrong.to(loss_sum.dtype), torch.tensor(
         float(len(labels)), device=run.device)])  # fmt: skip
     if run.world_size > 1:
@@ -954,6 +957,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--per-class", type=_positive_int, default=None,
         help="train and test on this many images per class (a quick subset)")  # fmt: skip
     add("--data-root", type=Path, default=None, help="default: $RESNET_TUTORIAL_DATA")
+    add("--result", type=Path, default=None,
+        help="the result's JSON file (default <out>/result.json); the final weights go beside "
+        "it, with the suffix .pt")  # fmt: skip
     add("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     add("--progress", action=argparse.BooleanOptionalAction, default=None)
     return parser
@@ -985,7 +991,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     history = fit(model, train, test, config, resume=checkpoint if args.resume else None)
     device = torch.device(config.device) if config.device is not None else default_device()
+    result_path = args.result or args.out / "result.json"
+    weights = result_path.with_suffix(".pt")
     result = {
+        "name": result_path.stem,
         "model": args.model,
         "final_test_error": history.final["test_error"],
         "best_test_error": history.best()["test_error"],
@@ -993,9 +1002,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "history": history.to_dict(),
         "total_seconds": sum(history.seconds),
         "seconds_this_run": time.perf_counter() - start,
-        "device": str(device),
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "torch": torch.__version__,
+        "command": "python -m resnet_tutorial.train " + " ".join(argv or sys.argv[1:]),
+        "weights": weights.name,
+        **provenance(device),
         "seed": args.seed,
         "data_source": train.source,
         "train_images": len(train.labels),
@@ -1004,10 +1013,54 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "config": config.to_dict(),
     }
     if int(os.environ.get("RANK", "0")) == 0:
-        (args.out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.cpu() for k, v in _unwrap(model).state_dict().items()}
+        save_checkpoint(weights, state)  # a plain state_dict, loadable with weights_only=True
+        result_path.write_text(json.dumps(result, indent=1) + "\n")
         print(f"test error {result['final_test_error']:.2%} after {len(history)} epochs")
-        print(f"wrote {args.out / 'result.json'} and {checkpoint}")
+        print(f"wrote {result_path}, {weights} and {checkpoint}")
     return result
+
+
+def provenance(device: torch.device | str) -> dict[str, Any]:
+    """Where a run was made: device and its model, threads, torch, Python, the git commit."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "device": str(device),
+        "device_name": name,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else platform.machine()
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout the package runs from (with "+dirty" for local changes)."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "-uno")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
 
 
 if __name__ == "__main__":

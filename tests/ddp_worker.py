@@ -39,8 +39,9 @@ def linear_net() -> nn.Module:
 
 # 160 images = 2 ranks x 5 steps x 16: every step's global batch is 32 whole images.
 TRAIN, TEST = images_and_labels(160, seed=1), images_and_labels(50, seed=2)
+# fp32: the test compares two runs, which must not round differently on a CPU with native bf16.
 CONFIG = TrainConfig(epochs=2, batch_size=16, lr=0.05, augment=False, device="cpu",
-                     mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))  # fmt: skip
+                     precision="fp32", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))  # fmt: skip
 # The BN run also augments: the ranks draw different crops and flips, yet must stay in step.
 RUNS = {"bn": (bn_net, dataclasses.replace(CONFIG, augment=True)), "linear": (linear_net, CONFIG)}
 

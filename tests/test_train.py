@@ -91,15 +91,25 @@ def test_scale_follows_the_device_and_the_environment(monkeypatch):
         scale()
 
 
-def test_auto_precision_uses_bf16_on_the_cpu_only_where_it_is_native(monkeypatch):
-    flags = train_module._cpuinfo_flags()
-    if "avx2" in flags:  # an x86 Linux machine: torch's detection agrees with the kernel's flags
-        assert train_module.cpu_supports_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
-    monkeypatch.setattr(train_module, "cpu_supports_bf16", lambda: False)
+def test_auto_precision_is_fp32_on_every_cpu_and_bf16_only_when_asked():
+    assert TrainConfig().precision == "auto"
     assert pick_precision("cpu") == ("fp32", True)
-    monkeypatch.setattr(train_module, "cpu_supports_bf16", lambda: True)
-    assert pick_precision("cpu") == ("bf16", True)
+    assert pick_precision("cpu", "bf16") == ("bf16", True)
     assert pick_precision("cpu", "fp16", False) == ("fp16", False)
+
+
+@pytest.mark.parametrize(
+    "capability, expected",
+    [((7, 5), "fp16"), ((7, 0), "fp16"), ((8, 0), "bf16"), ((8, 6), "bf16"), ((9, 0), "bf16")],
+    ids=["T4", "V100", "A100", "RTX3090", "H100"],
+)
+def test_auto_precision_on_cuda_follows_the_compute_capability(monkeypatch, capability, expected):
+    # Faked device properties: bf16 needs the tensor cores of compute capability 8.0 (Ampere);
+    # is_bf16_supported() would say yes on a T4 too (emulated), so it must not decide.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert pick_precision("cuda:0") == (expected, True)
+    assert pick_precision("cuda:0", "fp32") == ("fp32", True)
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -366,9 +376,17 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
     written = json.loads((out / "result.json").read_text())
     assert written == json.loads(json.dumps(result))
     for key in ("model", "final_test_error", "best_test_error", "history", "total_seconds",
-                "device", "gpu", "torch", "seed", "data_source", "config"):  # fmt: skip
+                "device", "device_name", "threads", "git_commit", "torch", "seed", "data_source",
+                "config", "command", "weights"):  # fmt: skip
         assert key in written, key
     assert written["model"] == "cifar_resnet8" and written["torch"] == torch.__version__
+    assert written["device"] == "cpu" and written["device_name"]
+    # the final weights, a plain state_dict beside the JSON, are the trained model's
+    weights = torch.load(out / written["weights"], weights_only=True)
+    model = train_module.build_model("cifar_resnet8")
+    model.load_state_dict(weights, strict=True)
+    test = small_cifar10("test", per_class=3)
+    assert evaluate(model, test)[1] == pytest.approx(written["final_test_error"])
     assert written["train_images"] == 30 and written["history"]["epoch"] == [1]
     assert written["data_source"] == "synthetic train" and written["config"]["epochs"] == 1
     assert 0 <= written["final_test_error"] <= 1
