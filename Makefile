@@ -22,7 +22,7 @@ NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovi
 # 2 threads, 3 min with 1).
 NB_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n / 2 > 1 ? n / 2 : 1 )))
 
-.PHONY: test test-unit test-notebooks test-site lint book notebooks bench test-gpu device-data clean \
+.PHONY: test test-unit test-notebooks test-full-path test-oldest-torch test-site lint book notebooks bench test-gpu device-data clean \
 	results results-fig6 results-paper
 
 $(STAMP): requirements.txt pyproject.toml
@@ -31,7 +31,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-test: lint test-unit test-notebooks test-site
+test: lint test-unit test-notebooks test-full-path test-site
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -47,6 +47,22 @@ ifneq ($(NOTEBOOKS),)
 	$(QUICK) $(KERNEL_ENV) OMP_NUM_THREADS=$(NB_THREADS) \
 		$(PY) -m pytest -n 2 --dist loadfile $(NBVAL) $(NOTEBOOKS)
 endif
+
+# The full-scale branches (what a Colab GPU runs), on the CPU with every fit capped to 2 optimizer
+# steps and every data set to 10 images per class: every line runs, no output is compared, and
+# only AssertionErrors (claims about trained results) are allowed (.ci/full_path.py).
+FULL_PATH := RESNET_TUTORIAL_SCALE=full RESNET_TUTORIAL_MAX_STEPS=2 RESNET_TUTORIAL_MAX_PER_CLASS=10 \
+	CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=$(NB_THREADS)
+
+test-full-path: $(STAMP)
+ifneq ($(NOTEBOOKS),)
+	$(FULL_PATH) $(KERNEL_ENV) $(PY) .ci/full_path.py $(NOTEBOOKS)
+endif
+
+# The unit tests on the oldest torch/torchvision that pyproject.toml allows, in .venv-oldest.
+# Not part of make test (over 4 minutes of downloads and installs); the GitHub workflow runs it.
+test-oldest-torch:
+	bash .ci/oldest-torch
 
 test-site: book
 	$(PY) tests/check_site.py _build/html

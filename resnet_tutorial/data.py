@@ -524,16 +524,19 @@ class DeviceLoader:
     (seed, epoch, rank). Each `iter()` uses epoch `loader.epoch` and advances it by one;
     `set_epoch(k)` selects epoch k, so a resumed run sees exactly the original batches.
     A batch equals `normalize(random_flip(random_crop(images[i], 4, g), g), mean, std)`.
+    With `num_classes`, labels outside 0 … num_classes - 1 raise a ValueError here, not later
+    inside the loss.
     """
 
     def __init__(
         self, data: ImageSet | tuple[Tensor, Tensor], batch_size: int = 128, *, train: bool = True,
         mean: Sequence[float], std: Sequence[float], device: torch.device | str | None = None,
         seed: int = 0, augment: bool | None = None, drop_last: bool = False, rank: int = 0,
-        world_size: int = 1,
+        world_size: int = 1, num_classes: int | None = None,
     ) -> None:  # fmt: skip
         images, labels = data.tensors if isinstance(data, ImageSet) else data
         _check_loader_args(images, labels, batch_size, rank, world_size)
+        check_labels(labels, num_classes)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.scale, self.shift = _affine(mean, std, images.shape[1], self.device)
         self.batch_size, self.train, self.seed, self.drop_last = batch_size, train, seed, drop_last
@@ -591,6 +594,26 @@ class DeviceLoader:
             else:
                 x = self.images.index_select(0, index)  # (B, C, H, W) uint8
             yield x.float().mul_(self.scale).add_(self.shift), self.labels.index_select(0, index)
+
+
+def check_labels(labels: Tensor, num_classes: int | None = None, *, name: str = "labels") -> None:
+    """Raise a ValueError unless `labels` are integers from 0 to `num_classes` - 1.
+
+    Without `num_classes`, only non-negative integers are required. `name` says which argument
+    the labels came from, for the message.
+    """
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must be integer class indices (int64), got dtype {labels.dtype}")
+    if labels.numel() == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        if num_classes is None:
+            allowed = "integers >= 0"
+        else:
+            allowed = f"0 to {num_classes - 1} (the model has {num_classes} outputs). Are the "
+            allowed += "labels shifted, or is the model's head the wrong size?"
+        raise ValueError(f"{name} range from {low} to {high}; allowed: {allowed}")
 
 
 def _check_loader_args(

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from resnet_tutorial.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, ImageSet
+from resnet_tutorial.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, ImageSet, check_labels
 
 Data = ImageSet | tuple[Tensor, Tensor]  # uint8 images (N, C, H, W), int64 labels (N,)
 Schedule = Literal["step", "cosine", "onecycle"]
@@ -494,9 +494,10 @@ def _evaluate_sums(
     """Summed loss and count of wrong predictions on `device` (and the predictions, if asked)."""
     device = torch.device(device) if device is not None else _model_device(model)
     channels_last = _is_channels_last(model)
+    num_classes = None if keep_predictions else count_outputs(model, images, device)
     loader = DeviceLoader(
         (images, labels), batch_size, train=False, mean=mean, std=std, device=device,
-        augment=False,
+        augment=False, num_classes=num_classes,
     )  # fmt: skip
     loss_sum = torch.zeros((), device=device)
     wrong = torch.zeros((), dtype=torch.long, device=device)
@@ -517,6 +518,21 @@ def _evaluate_sums(
         model.train(was_training)
     predicted_all = torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
     return loss_sum, wrong, predicted_all
+
+
+@torch.no_grad()
+def count_outputs(
+    model: nn.Module, images: Tensor, device: torch.device | str | None = None
+) -> int:
+    """How many classes `model` scores: the width of its output for one of `images` (eval mode)."""
+    device = torch.device(device) if device is not None else _model_device(model)
+    was_training = model.training
+    model.eval()  # no BN statistics change, no dropout draws
+    try:
+        logits = model(torch.zeros((1, *images.shape[1:]), device=device))
+    finally:
+        model.train(was_training)
+    return logits.shape[-1]
 
 
 def _as_tensors(data: Data | Tensor) -> tuple[Tensor, Tensor]:
@@ -701,10 +717,12 @@ def _fit(
     precision, channels_last = pick_precision(device, config.precision, config.channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     images, labels = _as_tensors(train)
+    num_classes = count_outputs(model, images)
+    check_labels(_as_tensors(test)[1], num_classes, name="test labels")
     loader = DeviceLoader(
         (images, labels), config.batch_size, train=True, mean=config.mean, std=config.std,
         device=device, seed=config.seed, augment=config.augment, rank=rank,
-        world_size=world_size,
+        world_size=world_size, num_classes=num_classes,
     )  # fmt: skip
     config, steps_per_epoch = _capped(config, len(loader))
     optimizer = make_optimizer(model, config, param_groups)

@@ -409,3 +409,27 @@ def test_the_command_line_rejects_bad_arguments(tmp_path, capsys, argv, message)
         train_module.main([*argv, "--out", str(tmp_path)])
     error = capsys.readouterr().err
     assert re.search(message, error), error
+
+
+# --- bad labels -------------------------------------------------------------------------------
+
+
+def test_labels_outside_the_models_classes_are_named_before_training():
+    images, labels = TRAIN
+    shifted = (images, labels + 10)  # CIFAR-10 labels, shifted: 10 … 19 for a 10-class model
+    model = TinyNet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    expected = r"^labels range from 10 to 19; allowed: 0 to 9 \(the model has 10 outputs\)"
+    with pytest.raises(ValueError, match=expected):
+        fit(model, shifted, TEST, QUICK)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+    with pytest.raises(ValueError, match=r"^test labels range from -1 to 8"):
+        fit(TinyNet(), TRAIN, (TEST[0], TEST[1] - 1), QUICK)
+    with pytest.raises(ValueError, match=r"labels range from 10 to 19; allowed: 0 to 9"):
+        evaluate(TinyNet(), shifted)
+    with pytest.raises(ValueError, match=r"labels range from 10 to 19; allowed: 0 to 9"):
+        data.DeviceLoader(shifted, 32, mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=10)
+    with pytest.raises(ValueError, match=r"labels range from -3 to 6; allowed: integers >= 0"):
+        data.DeviceLoader((images, labels - 3), 32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    with pytest.raises(ValueError, match="labels must be integer class indices"):
+        data.check_labels(labels.float(), 10)
