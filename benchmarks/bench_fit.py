@@ -5,8 +5,10 @@ images, held on the training device, for one epoch per run: SGD (momentum 0.9, w
 1e-4), batch 128, shuffled, fp32, channels_last, no augmentation; then both test on the same
 small test set. `fit` adds what the bare loop lacks: the DeviceLoader's seeded shuffling and
 per-batch normalisation, the lr schedule, the finite-loss check, running loss and error, the
-history. Runs are timed in turns; the table gives the median run, images/s (training images
-per second of run) and the ratio fit / bare loop (target on the CPU: >= 0.97).
+history. A third run is `fit` in bf16 autocast, there by asking for it ("auto" is fp32 on every
+CPU): the ratio bf16 / fp32 shows what it buys on this device. Runs are timed in turns; the
+table gives the median run, images/s (training images per second of run) and the ratio
+bare loop / run (target for fit in fp32 on the CPU: >= 0.97).
 
     python benchmarks/bench_fit.py            # the device is CUDA when present, else the CPU
     python benchmarks/bench_fit.py --quick    # a smoke test of seconds
@@ -15,7 +17,10 @@ per second of run) and the ratio fit / bare loop (target on the CPU: >= 0.97).
 from __future__ import annotations
 
 import copy
+import dataclasses
+import re
 import time
+from pathlib import Path
 
 import torch
 from _common import interleaved_median_seconds, parse_args, print_table, write_json
@@ -59,6 +64,18 @@ def bare_run(model: nn.Module, train: data.ImageSet, test: data.ImageSet, batch_
         (model(x).argmax(1) != test.labels.to(device)).float().mean().item()
 
 
+def native_bf16() -> str:
+    """What the CPU's flags say about bf16 (Linux only)."""
+    try:
+        flags = set(
+            re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M)[1].split()
+        )
+    except (OSError, TypeError):
+        return "bf16 support unknown"
+    native = sorted({"avx512_bf16", "amx_bf16"} & flags)
+    return f"native bf16: {', '.join(native)}" if native else "no native bf16 (emulated)"
+
+
 def main() -> None:
     args = parse_args(__doc__)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -74,12 +91,15 @@ def main() -> None:
     torch.manual_seed(0)
     fit_model = cifar_resnet(20).to(device, memory_format=torch.channels_last)
     bare_model = copy.deepcopy(fit_model)  # the same initial weights
+    bf16_model = copy.deepcopy(fit_model)
     config = TrainConfig(epochs=1, batch_size=batch, precision="fp32", channels_last=True,
                          augment=False, device=str(device), progress=False)  # fmt: skip
+    bf16 = dataclasses.replace(config, precision="bf16")
     seconds = interleaved_median_seconds(
         {
             "bare SGD loop": lambda: bare_run(bare_model, train, test, batch, device),
             "fit": lambda: fit(fit_model, train, test, config),
+            "fit, bf16 autocast": lambda: fit(bf16_model, train, test, bf16),
         },
         repeats=repeats,
         warmup=warmup,
@@ -93,10 +113,13 @@ def main() -> None:
     ]
     print_table(
         f"CIFAR ResNet-20, one epoch of {n:,} images + test on {len(test):,}, batch {batch}, "
-        f"fp32, channels_last, {device.type} (median of {repeats})",
+        f"fp32 (and bf16), channels_last, {device.type} (median of {repeats})",
         rows,
     )
     print(f"\nfit / bare loop = {rows[1]['ratio']:.3f} (target >= 0.97)")
+    # "auto" is fp32 on every CPU; bf16 pays only where the CPU computes it natively.
+    print(f"fit in bf16 / fit in fp32 = {seconds['fit'] / seconds['fit, bf16 autocast']:.2f}x "
+          f"({device.type}{', ' + native_bf16() if device.type == 'cpu' else ''})")  # fmt: skip
     write_json("fit", rows, directory=args.out, images=n, test_images=len(test),
                batch_size=batch, repeats=repeats, device=str(device), quick=args.quick)  # fmt: skip
 

@@ -19,7 +19,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 # script -> (JSON name, the identifying columns of every row it must write, in order)
 EXPECTED = {
-    "bench_fit.py": ("fit", [{"loop": "bare SGD loop"}, {"loop": "fit"}]),
+    "bench_fit.py": (
+        "fit", [{"loop": "bare SGD loop"}, {"loop": "fit"}, {"loop": "fit, bf16 autocast"}]
+    ),
     "bench_models.py": ("models", [
         {"model": "ResNet-50", "implementation": "torchvision"},
         {"model": "ResNet-50", "implementation": "resnet_tutorial"},
