@@ -2,11 +2,12 @@
 
 The models (`resnet`, `cifar_resnet`, …), their parts (`BasicBlock`, `make_stage`, …), their
 measures (`count_parameters`, `count_macs`, …), pretrained weights, data (`rt.data`), training
-(`fit`, `TrainConfig`, `rt.scale()`), plots (`rt.plot`) and exercise checks (`rt.exercises`),
+(`fit`, `TrainConfig`, `rt.scale()`), the reference runs (`rt.results`), plots (`rt.plot`) and
+exercise checks (`rt.exercises`),
 importable as `import resnet_tutorial as rt`.
 """
 
-from . import blocks, data, exercises, measure, plot, train, transfer
+from . import blocks, data, exercises, measure, plot, results, train, transfer
 from .blocks import (
     BasicBlock,
     Bottleneck,

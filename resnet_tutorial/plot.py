@@ -329,6 +329,44 @@ def training_curves(
         return _finish(fig)
 
 
+def paper_curves(
+    panels: Mapping[str, Mapping[str, History]],
+    *,
+    title: str,
+    lr_drops: Sequence[float] = (),
+    ylim: tuple[float, float] = (0, 40),
+) -> Figure:
+    """The paper's Fig. 6 style: thin dashed training error, bold test error, one panel per group.
+
+    Args:
+        panels: panel title → (network name → History), e.g. {"plain": {...}, "ResNet": {...}}.
+        title: the figure's title (say where and how the runs were made).
+        lr_drops: epochs at which the learning rate was divided, drawn as dotted lines.
+        ylim: y range in percent (the paper zooms to 0–20).
+    """
+    if not panels:
+        raise ValueError("panels is empty; give at least one panel title → runs")
+    with style():
+        fig = _new_figure((5.2 * len(panels), 4.2))
+        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+        for ax, (panel, runs) in zip(axes, panels.items()):
+            for i, (name, history) in enumerate(runs.items()):
+                epoch, train, test = _error_columns(history, f"panels[{panel!r}][{name!r}]")
+                ax.plot(epoch, 100 * train, "--", lw=1.0, color=_color(i))
+                ax.plot(epoch, 100 * test, "-", lw=2.4, color=_color(i), label=name)
+            for drop in lr_drops:
+                ax.axvline(drop, color="0.5", ls=":", lw=1.0)
+            kinds = [Line2D([], [], color="0.3", ls="--", lw=1.0, label="train"),
+                     Line2D([], [], color="0.3", ls="-", lw=2.4, label="test")]  # fmt: skip
+            ax.legend(handles=ax.get_legend_handles_labels()[0] + kinds)
+            ax.set_title(panel)
+            ax.set_xlabel("epoch")
+            ax.set_ylim(*ylim)
+        axes[0].set_ylabel("error (%)")
+        fig.suptitle(title)
+        return _finish(fig)
+
+
 def lr_schedule(
     schedules: Mapping[str, Sequence[float]],
     *,

@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from resnet_tutorial import data
-from resnet_tutorial.train import build_model, evaluate
+from resnet_tutorial import data, results
+from resnet_tutorial.train import evaluate
 
 RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
 JSONS = sorted(RESULTS.glob("*.json"))
@@ -56,10 +55,29 @@ def test_the_weights_give_the_recorded_test_error(path):
         pytest.skip(f"this machine's CIFAR-10 ({test.source}) is not the copy the run tested on "
                     f"({result['data_source']}): the two differ by a few points")  # fmt: skip
     assert len(test) == result["test_images"]
-    model = build_model(result["model"])
-    state = torch.load(path.with_suffix(".pt"), map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
+    model = results.load(path.stem).model()  # weights_only=True, strict
     config = result["config"]
     _, error = evaluate(model, test, mean=config["mean"], std=config["std"])
     wrong, recorded = round(error * len(test)), round(result["final_test_error"] * len(test))
     assert abs(wrong - recorded) <= 3, (wrong, recorded)
+
+
+def test_results_download_once_where_the_checkout_has_none(tmp_path, monkeypatch):
+    # As on Colab: no book/results/ beside the package; the files come from RESULTS_URL (here a
+    # local folder through a file:// URL) into the cache, once.
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    fields = {"name": "toy", "final_test_error": 0.25, "history": {
+        "epoch": [1], "train_loss": [1.0], "train_error": [0.5], "test_loss": [1.1],
+        "test_error": [0.25], "lr": [0.1], "seconds": [2.0]}}  # fmt: skip
+    (remote / "toy.json").write_text(json.dumps(fields))
+    monkeypatch.setattr(results, "_CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.setattr(results, "RESULTS_URL", remote.as_uri() + "/")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    loaded = results.load("toy")
+    assert loaded.final_test_error == 0.25 and loaded.history.test_error == [0.25]
+    assert (tmp_path / "home/.cache/resnet_tutorial/results/toy.json").exists()
+    (remote / "toy.json").unlink()
+    assert results.load("toy").final_test_error == 0.25  # from the cache now
+    with pytest.raises(FileNotFoundError, match="no reference run file 'other.json'"):
+        results.load("other")

@@ -1,0 +1,93 @@
+"""The book's reference runs: real trainings too long for CI, stored in `book/results/`.
+
+Each run is `<name>.json` (curves, final test error, config, provenance) and `<name>.pt` (the
+final weights), written by `python -m resnet_tutorial.train ... --result book/results/<name>.json`
+(`make results`). In a checkout of the repository they are read from `book/results/`; elsewhere
+(Colab, a pip install) they are downloaded once from the repository into
+`~/.cache/resnet_tutorial/results/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet_tutorial.train import History, build_model
+
+RESULTS_URL = (
+    "https://raw.githubusercontent.com/resnet-built-and-tested/resnet-built-and-tested/main/"
+    "book/results/"
+)
+# book/results/ beside the package, in a checkout of the repository
+_CHECKOUT = Path(__file__).resolve().parent.parent / "book" / "results"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One reference run: its name, the JSON's fields and its curves as a `History`."""
+
+    name: str
+    fields: dict[str, Any]
+    history: History
+
+    @property
+    def final_test_error(self) -> float:
+        return self.fields["final_test_error"]
+
+    @property
+    def hours(self) -> float:
+        return self.fields["total_seconds"] / 3600
+
+    def provenance(self) -> str:
+        """Where and how the run was made, for a figure's caption."""
+        f = self.fields
+        config = f["config"]
+        commit = (f["git_commit"] or "unknown commit")[:7]
+        threads = f" ({f['threads']} threads)" if f["device"] == "cpu" else ""
+        return (
+            f"{f['device_name']}{threads}, {config['precision']} training, fp32 test, "
+            f"{self.hours:.1f} h, torch {f['torch']}, commit {commit}"
+        )
+
+    def model(self) -> nn.Module:
+        """The trained network: built from the JSON's model name, the weights loaded strictly."""
+        model = build_model(self.fields["model"])
+        model.load_state_dict(torch.load(_file(f"{self.name}.pt"), weights_only=True))
+        return model.eval()
+
+
+def names(folder: str | os.PathLike | None = None) -> list[str]:
+    """The names of the reference runs in the checkout's `book/results/` (or `folder`)."""
+    return sorted(p.stem for p in Path(folder or _CHECKOUT).glob("*.json"))
+
+
+def load(name: str) -> Result:
+    """The reference run `name` (e.g. "fig6_resnet20"), from the checkout or the repository."""
+    fields = json.loads(_file(f"{name}.json").read_text())
+    return Result(name, fields, History.from_dict(fields["history"]))
+
+
+def _file(file_name: str) -> Path:
+    local = _CHECKOUT / file_name
+    if local.exists():
+        return local
+    cached = Path.home() / ".cache" / "resnet_tutorial" / "results" / file_name
+    if not cached.exists():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(cached.name + ".part")
+        try:
+            urllib.request.urlretrieve(RESULTS_URL + file_name, partial)
+            os.replace(partial, cached)  # never a half-downloaded file under the final name
+        except OSError as error:
+            raise FileNotFoundError(
+                f"no reference run file {file_name!r}: not in {_CHECKOUT} and not downloadable "
+                f"from {RESULTS_URL} ({error}); `make results` makes the runs"
+            ) from error
+    return cached
