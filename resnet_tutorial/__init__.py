@@ -48,6 +48,8 @@ from .train import (
     seed_everything,
 )
 from .transfer import (
+    extract_features,
+    fit_linear_probe,
     freeze,
     load_pretrained_cifar,
     load_pretrained_imagenet,

@@ -386,6 +386,27 @@ def _decode_with_pil(path: str, channels: int) -> Tensor:
     return torch.from_numpy(array).view(*array.shape[:2], -1).permute(2, 0, 1)
 
 
+def sample_per_class(labels: Tensor, per_class: int, seed: int, num_classes: int = 10) -> Tensor:
+    """Positions of `per_class` images of each class drawn at random (without replacement),
+    reproducibly from `seed`: class by class, (num_classes · per_class,) int64."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    if (
+        isinstance(per_class, bool)
+        or not isinstance(per_class, int)
+        or not 0 < per_class <= int(counts.min())
+    ):
+        raise ValueError(
+            f"per_class={per_class!r}; allowed: an int from 1 to {int(counts.min())} (the size "
+            "of the smallest class)"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        picked.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(picked)
+
+
 def max_per_class() -> int | None:
     """`$RESNET_TUTORIAL_MAX_PER_CLASS`: a cap on the images per class of every data set loaded.
 

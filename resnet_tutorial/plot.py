@@ -950,8 +950,10 @@ def accuracy_vs_labels(
     results: Mapping[str, Sequence[float]],
     *,
     spread: Mapping[str, Sequence[float]] | None = None,
+    chance: float | None = None,
     title: str = "Accuracy against labelled examples",
     ylabel: str = "test accuracy (%)",
+    ylim: tuple[float, float] = (0, 100),
     ax: Axes | None = None,
 ) -> Figure:
     """Accuracy (%) against labelled images per class (log x): transfer vs from scratch.
@@ -959,7 +961,9 @@ def accuracy_vs_labels(
     Args:
         labels_per_class: training images per class, e.g. ``[10, 100, 1000]``.
         results: method name → accuracy fraction in [0, 1] at each size.
-        spread: method name → standard deviation (fraction) across seeds; drawn as a band.
+        spread: method name → standard deviation (fraction) across seeds; drawn as error bars.
+        chance: the accuracy of guessing (a fraction), drawn as a dashed line.
+        ylim: y range in percent; the whole range by default, so that gaps are not magnified.
     """
     if not results:
         raise ValueError("results is empty; give at least one name → accuracies")
@@ -970,7 +974,7 @@ def accuracy_vs_labels(
     if unknown:
         raise ValueError(f"spread has names {unknown} that are not in results {list(results)}")
     with style():
-        fig, ax = _figure_and_axes(ax, (5.6, 3.8))
+        fig, ax = _figure_and_axes(ax, (6.0, 4.2))
         for i, (name, values) in enumerate(results.items()):
             y = _fractions(values, f"results[{name!r}]")
             _same_length(f"results[{name!r}]", y, "labels_per_class", x)
@@ -978,12 +982,15 @@ def accuracy_vs_labels(
             if spread and name in spread:
                 s = _array(spread[name], f"spread[{name!r}]", ndim=1)
                 _same_length(f"spread[{name!r}]", s, "labels_per_class", x)
-                ax.fill_between(x, 100 * (y - s), 100 * (y + s), color=_color(i), alpha=0.18, lw=0)
+                ax.errorbar(x, 100 * y, yerr=100 * s, fmt="none", ecolor=_color(i), capsize=4)
+        if chance is not None:
+            ax.axhline(100 * chance, color="0.4", ls="--", lw=1.0, label="chance")
         ax.set_xscale("log")
         ax.set_xticks(x, [f"{v:g}" for v in x])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("labelled training images per class")
         ax.set_ylabel(ylabel)
+        ax.set_ylim(*ylim)
         ax.legend()
         ax.set_title(title)
         return _finish(fig)

@@ -36,6 +36,7 @@ class Result:
     name: str
     fields: dict[str, Any]
     history: History
+    folder: str | os.PathLike | None = None
 
     @property
     def final_test_error(self) -> float:
@@ -59,7 +60,8 @@ class Result:
     def model(self) -> nn.Module:
         """The trained network: built from the JSON's model name, the weights loaded strictly."""
         model = build_model(self.fields["model"])
-        model.load_state_dict(torch.load(_file(f"{self.name}.pt"), weights_only=True))
+        weights = _file(f"{self.name}.pt", self.folder)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return model.eval()
 
 
@@ -68,13 +70,16 @@ def names(folder: str | os.PathLike | None = None) -> list[str]:
     return sorted(p.stem for p in Path(folder or _CHECKOUT).glob("*.json"))
 
 
-def load(name: str) -> Result:
-    """The reference run `name` (e.g. "fig6_resnet20"), from the checkout or the repository."""
-    fields = json.loads(_file(f"{name}.json").read_text())
-    return Result(name, fields, History.from_dict(fields["history"]))
+def load(name: str, folder: str | os.PathLike | None = None) -> Result:
+    """The run `name` (e.g. "fig6_resnet20"): from `folder` if given (your own runs, written
+    with `--result <folder>/<name>.json`), else from the checkout or the repository."""
+    fields = json.loads(_file(f"{name}.json", folder).read_text())
+    return Result(name, fields, History.from_dict(fields["history"]), folder)
 
 
-def _file(file_name: str) -> Path:
+def _file(file_name: str, folder: str | os.PathLike | None = None) -> Path:
+    if folder is not None:
+        return Path(folder) / file_name
     local = _CHECKOUT / file_name
     if local.exists():
         return local

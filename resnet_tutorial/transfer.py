@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import types
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -326,3 +327,90 @@ def reestimate_bn(
             norm.momentum = momentum
         model.train(was_training)
     return model
+
+
+# --- feature extraction and the linear probe --------------------------------------------------
+
+
+@torch.no_grad()
+def extract_features(
+    model: ResNet, data: Any, *, mean: Sequence[float], std: Sequence[float],
+    batch_size: int = 500,
+) -> torch.Tensor:  # fmt: skip
+    """What the head reads: the globally pooled output of the body, (N, d) float32 on the CPU.
+
+    Computed once in eval mode (BN uses its running statistics, nothing changes), so that a
+    linear probe can be fitted on the features many times without running the network again.
+    """
+    from .data import DeviceLoader
+    from .train import _as_tensors
+
+    images, labels = _as_tensors(data)
+    device = next(model.parameters()).device
+    loader = DeviceLoader((images, labels), batch_size, train=False, augment=False, mean=mean,
+                          std=std, device=device)  # fmt: skip
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = []
+        for x, _ in loader:
+            x = model.body(model.stem(x))  # (N, C, h, w)
+            if model.post_norm is not None:  # pre-activation nets end with BN + ReLU
+                x = model.post_norm(x)
+            chunks.append(torch.flatten(model.avgpool(x), 1).float().cpu())  # (N, C)
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks)
+
+
+def fit_linear_probe(
+    features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
+    weight_decay: float = 1e-2, max_iter: int = 1000, tolerance: float = 1e-5,
+) -> nn.Linear:  # fmt: skip
+    """Multinomial logistic regression on fixed features, fitted to convergence with L-BFGS.
+
+    Minimises mean cross-entropy + weight_decay / 2 · ‖W‖² over (W, b) on standardised features
+    (each feature shifted and scaled by its mean and standard deviation on `features`), in
+    float64. The problem is convex, so the result does not depend on an initialisation, a
+    learning rate or a number of epochs, only on `weight_decay`. L-BFGS stops when no gradient
+    entry exceeds `tolerance` (a warning says so if `max_iter` iterations come first). Returns an
+    `nn.Linear` that takes the raw features (the standardisation folded into it), ready to be a
+    model's `fc`.
+    """
+    if features.ndim != 2 or labels.shape != features.shape[:1]:
+        raise ValueError(
+            f"features must be (N, d) and labels (N,), got {tuple(features.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
+    from .data import check_labels
+
+    check_labels(labels, num_classes)
+    x = features.double()
+    shift, scale = x.mean(0), x.std(0).clamp_min(1e-8)
+    x = (x - shift) / scale
+    weight = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=20,
+                                  tolerance_grad=tolerance, tolerance_change=1e-12,
+                                  line_search_fn="strong_wolfe")  # fmt: skip
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(x @ weight.T + bias, labels)
+        loss = loss + weight_decay / 2 * weight.square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    if optimizer.state[weight]["n_iter"] >= max_iter:
+        warnings.warn(
+            f"fit_linear_probe: L-BFGS stopped at max_iter={max_iter} before every gradient "
+            f"entry was below tolerance={tolerance}; raise max_iter or weight_decay",
+            stacklevel=2,
+        )
+    head = nn.Linear(x.shape[1], num_classes)
+    with torch.no_grad():  # W (z - shift) / scale + b  =  (W / scale) z + (b - W shift / scale)
+        folded = weight / scale
+        head.weight.copy_(folded)
+        head.bias.copy_(bias - folded @ shift)
+    return head

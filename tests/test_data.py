@@ -554,3 +554,14 @@ def test_cuda_batches_equal_cpu_batches():
         assert x2.device.type == "cuda" and y2.device.type == "cuda"
         assert torch.equal(y1, y2.cpu())
         torch.testing.assert_close(x1, x2.cpu())
+
+
+def test_sample_per_class_draws_k_distinct_images_of_each_class_reproducibly():
+    labels = torch.arange(100) % 10  # ten images of each class
+    picked = rtdata.sample_per_class(labels, 3, seed=5)
+    assert picked.tolist() == rtdata.sample_per_class(labels, 3, seed=5).tolist()
+    assert picked.tolist() != rtdata.sample_per_class(labels, 3, seed=6).tolist()
+    assert len(set(picked.tolist())) == 30
+    assert torch.bincount(labels[picked], minlength=10).tolist() == [3] * 10
+    with pytest.raises(ValueError, match="per_class=11; allowed: an int from 1 to 10"):
+        rtdata.sample_per_class(labels, 11, seed=0)

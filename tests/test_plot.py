@@ -394,15 +394,17 @@ def test_error_vs_depth_in_percent_with_the_published_numbers_dotted():
         plot.error_vs_depth(depths, {"plain": [9.0, 10.0, 11.0, 12.0]})
 
 
-def test_accuracy_vs_labels_on_a_log_axis_with_a_spread_band():
+def test_accuracy_vs_labels_on_a_log_axis_with_error_bars_and_chance():
     fig = plot.accuracy_vs_labels(
-        [10, 100, 1000], {"fine-tune": [0.5, 0.7, 0.9]}, spread={"fine-tune": [0.05, 0.02, 0.01]}
-    )
+        [10, 100, 1000], {"fine-tune": [0.5, 0.7, 0.9]}, spread={"fine-tune": [0.05, 0.02, 0.01]},
+        chance=0.1,
+    )  # fmt: skip
     ax = fig.axes[0]
     np.testing.assert_allclose(ax.lines[0].get_ydata(), [50, 70, 90])
-    assert ax.get_xscale() == "log"
-    band = ax.collections[0].get_paths()[0].vertices[:, 1]
-    assert band.min() == pytest.approx(45.0) and band.max() == pytest.approx(91.0)
+    assert ax.get_xscale() == "log" and ax.get_ylim() == (0, 100)
+    bars = ax.collections[0].get_segments()  # one vertical segment per point: y ± spread
+    assert [(s[0][1], s[1][1]) for s in bars] == pytest.approx([(45, 55), (68, 72), (89, 91)])
+    assert ax.lines[-1].get_ydata()[0] == pytest.approx(10)  # the chance line
     assert "(%)" in ax.get_ylabel() and "per class" in ax.get_xlabel() and ax.get_title()
     with pytest.raises(ValueError, match="spread has names"):
         plot.accuracy_vs_labels([10], {"a": [0.5]}, spread={"b": [0.1]})

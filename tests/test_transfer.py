@@ -14,6 +14,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
 import resnet_tutorial as rt
 from resnet_tutorial import transfer
@@ -399,3 +400,66 @@ def test_fit_trains_each_group_at_its_own_rate():
     rt.fit(model, data, data, dataclasses.replace(QUICK, weight_decay=0.0), param_groups=groups)
     assert (model.layer2[0].conv1.weight - body).abs().max() < 1e-6
     assert (model.fc.weight - head).abs().max() > 1e-3
+
+
+# --- feature extraction and the linear probe --------------------------------------------------
+
+
+@pytest.mark.parametrize("preact", [False, True])
+def test_extracted_features_are_what_the_head_reads(preact):
+    torch.manual_seed(0)
+    model = rt.cifar_resnet(8, width=4, preact=preact)
+    images = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+    seen = []
+    model.fc.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    model.eval()
+    with torch.no_grad():
+        model(rt.data.normalize(images, (0.5,) * 3, (0.25,) * 3))
+    model.train()
+    features = rt.extract_features(model, (images, torch.zeros(12, dtype=torch.long)),
+                                   mean=(0.5,) * 3, std=(0.25,) * 3, batch_size=5)  # fmt: skip
+    assert features.shape == (12, model.fc.in_features)
+    torch.testing.assert_close(features, seen[0])
+    assert model.training  # the mode is restored
+
+
+def _toy_problem(n=90, d=3, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    centres = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 0, 2.0]])[:, :d]
+    features = centres[labels] + torch.randn(n, d, generator=generator) * 1.5 + 5.0
+    return features, labels
+
+
+def test_the_linear_probe_reaches_the_optimum_that_gradient_descent_reaches():
+    # Oracle: the L2-regularised problem is strictly convex, so plain full-batch gradient
+    # descent, run long enough, reaches the same unique optimum; compare the two classifiers.
+    features, labels = _toy_problem()
+    head = rt.fit_linear_probe(features, labels, 3, weight_decay=0.05)
+    x = features.double()
+    shift, scale = x.mean(0), x.std(0)
+    z = (x - shift) / scale
+    weight = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    for _ in range(20_000):
+        loss = F.cross_entropy(z @ weight.T + bias, labels) + 0.05 / 2 * weight.square().sum()
+        gw, gb = torch.autograd.grad(loss, (weight, bias))
+        with torch.no_grad():
+            weight -= 0.5 * gw
+            bias -= 0.5 * gb
+    expected = (z @ weight.T + bias).detach()  # logits of the gradient-descent solution
+    with torch.no_grad():
+        got = head(features).double()
+    # logits are defined up to a constant per sample: compare the log-probabilities
+    torch.testing.assert_close(got.log_softmax(1), expected.log_softmax(1), atol=2e-4, rtol=0)
+
+
+def test_the_linear_probe_separates_separable_classes_and_checks_its_input():
+    features, labels = _toy_problem(seed=1)
+    features = features + 10 * F.one_hot(labels, 3).float()  # far apart: separable
+    head = rt.fit_linear_probe(features, labels, 3)
+    assert torch.equal(head(features).argmax(1), labels)
+    with pytest.raises(ValueError, match=r"labels range from 0 to 2; allowed: 0 to 1"):
+        rt.fit_linear_probe(features, labels, 2)
+    with pytest.raises(ValueError, match=r"features must be \(N, d\)"):
+        rt.fit_linear_probe(features[:, 0], labels, 3)
