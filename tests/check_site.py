@@ -3,11 +3,13 @@
 Usage (after `jupyter-book build .`):  python tests/check_site.py _build/html
 
 The pages are those of `_toc.yml`. Each one is served from localhost and must: load with a
-<title> that contains its heading; decode every image; show math markup where its source has
-math; link only to local pages and anchors that exist; and log no console error. Requests that
-leave localhost are answered as "offline" (CI has no internet: the MathJax CDN is one of them);
-they are listed, not failed. A full-page screenshot of each page goes to _build/screenshots/.
-Exits non-zero, with the reasons, when any page fails.
+<title> that contains its heading; decode every image; where its source has math, typeset every
+formula with MathJax and without a MathJax error (merror); link only to local pages and anchors
+that exist; and log no console error. The MathJax CDN is answered from the pinned copy of
+MathJax 3 that requirements.txt installs (django-static-mathjax), so that the check proves the
+math typesets although CI has no internet; the published site keeps its CDN. Other requests that
+leave localhost are answered as "offline"; they are listed, not failed. A full-page screenshot
+of each page goes to _build/screenshots/. Exits non-zero, with the reasons, when any page fails.
 """
 
 from __future__ import annotations
@@ -41,6 +43,30 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+# Where Jupyter Book's pages load MathJax 3 from; answered from the local copy.
+MATHJAX_CDN = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/"
+MATHJAX_TIMEOUT_MS = 60_000
+
+
+def local_mathjax() -> Path:
+    """The es5/ folder of the pinned MathJax 3 (the `mathjax` package of django-static-mathjax)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")  # a namespace package: static files only
+    places = list(spec.submodule_search_locations or []) if spec else []
+    folder = Path(places[0]) / "static" / "mathjax" / "es5" if places else None
+    if folder is None or not (folder / "tex-mml-chtml.js").is_file():
+        sys.exit("check_site: no local MathJax 3; install requirements.txt (django-static-mathjax)")
+    return folder
+
+
+def mathjax_file(url: str, folder: Path) -> Path | None:
+    """The local file for a MathJax CDN URL (None for other URLs or files the copy lacks)."""
+    if not url.startswith(MATHJAX_CDN):
+        return None
+    relative = unquote(urlsplit(url).path)[len(urlsplit(MATHJAX_CDN).path) :]
+    path = (folder / relative).resolve()
+    return path if path.is_file() and folder.resolve() in path.parents else None
 
 
 # --- pure helpers (unit-tested in tests/test_book_config.py) ---------------------------------
@@ -203,8 +229,11 @@ async () => {
     images: imgs.map(img => ({src: img.currentSrc || img.src,
                               ok: img.complete && img.naturalWidth > 0})),
     math: math.length,
-    mathRaw: math.filter(m => /^\\s*\\\\[(\\[]/.test(m.textContent)).length,
     mathRendered: document.querySelectorAll("mjx-container").length,
+    mathUntypeset: math.filter(m => !m.querySelector("mjx-container")).map(
+      m => m.textContent.trim().slice(0, 80)),
+    mathErrors: Array.from(document.querySelectorAll("mjx-merror")).map(
+      e => e.getAttribute("data-mjx-error") || e.textContent.trim().slice(0, 80)),
     mathjaxScript: !!document.querySelector('script[src*="mathjax" i]'),
     links: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
     ids: Array.from(document.querySelectorAll("[id]")).map(e => e.id),
@@ -213,14 +242,19 @@ async () => {
 """
 
 
-def check_page(page, docname: str, origin: str, site: Path, shots: Path, root: Path) -> PageResult:
+def check_page(
+    page, docname: str, origin: str, site: Path, shots: Path, root: Path, mathjax: Path
+) -> PageResult:
     """Load one page in `page` (a fresh Playwright page) and collect its problems."""
     result = PageResult(docname)
     console: list[tuple[str, str]] = []  # (text, url of the message's source)
 
     def on_route(route) -> None:
-        if is_local(route.request.url):
+        url = route.request.url
+        if is_local(url):
             route.continue_()
+        elif (local := mathjax_file(url, mathjax)) is not None:
+            route.fulfill(path=str(local))
         else:  # no internet in CI: answer every outside request as offline, at once
             result.ignored.append(f"offline: {route.request.url}")
             route.abort("internetdisconnected")
@@ -247,6 +281,17 @@ def check_page(page, docname: str, origin: str, site: Path, shots: Path, root: P
         status = response.status if response else "no response"
         result.problems.append(f"page did not load ({status}): {url}")
         return result
+    source = source_of(docname, root)
+    has_math = source is not None and source_has_math(source)
+    if has_math:  # wait until MathJax has typeset the page (its startup promise resolves)
+        try:
+            page.wait_for_function(
+                "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                timeout=MATHJAX_TIMEOUT_MS,
+            )
+            page.evaluate("() => MathJax.startup.promise")
+        except Exception as error:  # Playwright's TimeoutError, or MathJax failing to start
+            result.problems.append(f"MathJax did not start: {str(error).splitlines()[0]}")
     facts = page.evaluate(_PAGE_FACTS_JS)
 
     title = page.title()
@@ -261,14 +306,15 @@ def check_page(page, docname: str, origin: str, site: Path, shots: Path, root: P
         if not image["ok"]:
             result.problems.append(f"image not decoded: {image['src']}")
 
-    source = source_of(docname, root)
-    if source is not None and source_has_math(source):
+    if has_math:
         if facts["math"] == 0:
             result.problems.append("the source has math but the page has no span.math/div.math")
-        elif facts["mathRaw"] + facts["mathRendered"] == 0:
-            result.problems.append("math elements hold neither \\(…\\)/\\[…\\] nor MathJax output")
         if not facts["mathjaxScript"]:
             result.problems.append("the page has math but does not load MathJax")
+        for text in facts["mathUntypeset"][:5]:
+            result.problems.append(f"math not typeset by MathJax: {text!r}")
+        for text in facts["mathErrors"][:5]:
+            result.problems.append(f"MathJax error (merror): {text!r}")
 
     own_ids = set(facts["ids"])
     local_links = [href for href in facts["links"] if resolve_link(href, site, origin)]
@@ -286,7 +332,8 @@ def check_page(page, docname: str, origin: str, site: Path, shots: Path, root: P
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(target), full_page=True)
     result.notes.append(
-        f"{len(facts['images'])} images, {facts['math']} math, {len(local_links)} local links"
+        f"{len(facts['images'])} images, {facts['math']} math ({facts['mathRendered']} typeset), "
+        f"{len(local_links)} local links"
     )
     return result
 
@@ -325,6 +372,7 @@ def run(site: Path, toc_file: Path, shots: Path, chromium: str, root: Path) -> i
         print(f"check_site: not built: {', '.join(missing)} (run jupyter-book build . first)")
         return 1
 
+    mathjax = local_mathjax()
     server = serve(site)
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     results: list[PageResult] = []
@@ -336,7 +384,7 @@ def run(site: Path, toc_file: Path, shots: Path, chromium: str, root: Path) -> i
                 context = browser.new_context(viewport={"width": 1280, "height": 900})
                 try:
                     results.append(
-                        check_page(context.new_page(), docname, origin, site, shots, root)
+                        check_page(context.new_page(), docname, origin, site, shots, root, mathjax)
                     )
                 except Exception as error:  # a crash on one page is that page's failure
                     results.append(PageResult(docname, [f"could not check: {error}"]))

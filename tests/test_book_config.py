@@ -275,3 +275,17 @@ def test_is_local(url: str, local: bool) -> None:
 def test_screenshot_path_mirrors_the_page(tmp_path: Path) -> None:
     path = check_site.screenshot_path("book/solutions/index", tmp_path)
     assert path == tmp_path / "book" / "solutions" / "index.png"
+
+
+def test_the_mathjax_cdn_is_answered_from_the_pinned_local_copy():
+    folder = check_site.local_mathjax()
+    cdn = check_site.MATHJAX_CDN
+    assert (
+        check_site.mathjax_file(cdn + "tex-mml-chtml.js", folder)
+        == (folder / "tex-mml-chtml.js").resolve()
+    )
+    font = "output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff"
+    assert check_site.mathjax_file(cdn + font, folder) == (folder / font).resolve()
+    assert check_site.mathjax_file(cdn + "../../../../etc/passwd", folder) is None
+    assert check_site.mathjax_file(cdn + "no-such-file.js", folder) is None
+    assert check_site.mathjax_file("https://example.org/tex-mml-chtml.js", folder) is None
