@@ -341,6 +341,41 @@ def check_kernelspec(nb: dict) -> list[str]:
     return []
 
 
+def only_checks(source: str) -> bool:
+    """Whether a code cell only checks: it asserts, and prints, shows and defines nothing."""
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return False
+    nodes = list(ast.walk(tree))
+    if not tree.body or not any(isinstance(node, ast.Assert) for node in nodes):
+        return False
+    defines = (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+    shows = [
+        node
+        for node in nodes
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("print", "display")
+    ]
+    return (
+        not shows
+        and not any(isinstance(n, defines) for n in nodes)
+        and not isinstance(tree.body[-1], ast.Expr)
+    )
+
+
+def check_asserts_hidden(nb: dict) -> list[str]:
+    """A cell that only asserts is CI's plumbing: tagged hide-input, the page shows a fold."""
+    problems = []
+    for position, cell in code_cells(nb):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if only_checks(text(cell["source"])) and "hide-input" not in tags:
+            problems.append(f"cell {position} only asserts: tag it hide-input")
+    return problems
+
+
 CHECKS: list[Callable[[dict], list[str]]] = [
     check_outputs_stored,
     check_no_errors,
@@ -349,6 +384,7 @@ CHECKS: list[Callable[[dict], list[str]]] = [
     check_imports_package,
     check_colab_install_cell,
     check_kernelspec,
+    check_asserts_hidden,
 ]
 
 
@@ -449,7 +485,7 @@ def good_notebook() -> dict:
             'print("accuracy 91.73 %, 269,722 parameters")', stream("accuracy 91.73 %\n"), count=3
         ),
         code("# NBVAL_IGNORE_OUTPUT\nfit(model)", stream("epoch 1 took 12.3 s\n"), count=4),
-        code("assert history.test_error[-1] < 0.5", count=5),
+        code("assert history.test_error[-1] < 0.5", count=5, tags=("hide-input",)),
         code("(2 + 2) * 0x10", result("64", 6), count=6),
     )
 
@@ -465,6 +501,27 @@ def one_problem(problems: list[str], *phrases: str) -> None:
     assert len(problems) == 1, problems
     for phrase in phrases:
         assert phrase in problems[0], problems[0]
+
+
+@pytest.mark.parametrize(
+    ("source", "hidden"),
+    [
+        ("assert x > 0", True),
+        ("gap = a - b\nfor k in ks:\n    assert gap[k] > 0.1, k", True),
+        ("assert x > 0\nprint('ok')", False),  # it shows something
+        ("assert x > 0\nfig", False),  # it displays a value
+        ("def f(x):\n    assert x\n    return x", False),  # it defines something
+        ("x = 1", False),  # no assert
+    ],
+)
+def test_asserts_hidden_asks_a_hide_input_tag_only_of_cells_that_only_check(
+    source: str, hidden: bool
+) -> None:
+    nb = notebook(code(source, count=1))
+    problems = check_asserts_hidden(nb)
+    assert problems == ([] if not hidden else ["cell 1 only asserts: tag it hide-input"])
+    nb = notebook(code(source, count=1, tags=("hide-input",)))
+    assert check_asserts_hidden(nb) == []
 
 
 def test_outputs_stored_rejects_a_notebook_without_outputs() -> None:
