@@ -4,12 +4,13 @@ Usage (after `jupyter-book build .`):  python tests/check_site.py _build/html
 
 The pages are those of `_toc.yml`. Each one is served from localhost and must: load with a
 <title> that contains its heading; decode every image; where its source has math, typeset every
-formula with MathJax and without a MathJax error (merror); link only to local pages and anchors
-that exist; and log no console error. The MathJax CDN is answered from the pinned copy of
-MathJax 3 that requirements.txt installs (django-static-mathjax), so that the check proves the
-math typesets although CI has no internet; the published site keeps its CDN. Other requests that
-leave localhost are answered as "offline"; they are listed, not failed. A full-page screenshot
-of each page goes to _build/screenshots/. Exits non-zero, with the reasons, when any page fails.
+formula with MathJax, without a MathJax error (merror) or undefined macro; link only to local
+pages and anchors that exist; and log no console error. The MathJax CDN is answered from the
+pinned copy of MathJax 3 that requirements.txt installs (django-static-mathjax), so that the
+check proves the math typesets although CI has no internet; the published site keeps its CDN.
+Other requests that leave localhost are answered as "offline"; they are listed, not failed. A
+full-page screenshot of each page goes to _build/screenshots/. Exits non-zero, with the reasons,
+when any page fails.
 """
 
 from __future__ import annotations
@@ -233,7 +234,11 @@ async () => {
     mathUntypeset: math.filter(m => !m.querySelector("mjx-container")).map(
       m => m.textContent.trim().slice(0, 80)),
     mathErrors: Array.from(document.querySelectorAll("mjx-merror")).map(
-      e => e.getAttribute("data-mjx-error") || e.textContent.trim().slice(0, 80)),
+      e => e.getAttribute("data-mjx-error") || e.textContent.trim().slice(0, 80)).concat(
+      // an undefined macro is not an merror: MathJax's noundefined draws its name in red
+      Array.from(document.querySelectorAll('mjx-assistive-mml mtext[mathcolor="red"]'))
+        .map(e => e.textContent).filter(t => t.startsWith("\\\\"))
+        .map(t => `undefined control sequence ${t}`)),
     mathjaxScript: !!document.querySelector('script[src*="mathjax" i]'),
     links: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
     ids: Array.from(document.querySelectorAll("[id]")).map(e => e.id),

@@ -289,3 +289,46 @@ def test_the_mathjax_cdn_is_answered_from_the_pinned_local_copy():
     assert check_site.mathjax_file(cdn + "../../../../etc/passwd", folder) is None
     assert check_site.mathjax_file(cdn + "no-such-file.js", folder) is None
     assert check_site.mathjax_file("https://example.org/tex-mml-chtml.js", folder) is None
+
+
+@pytest.mark.slow
+def test_the_browser_check_fails_math_that_does_not_typeset(tmp_path):
+    # Three pages with MathJax from the CDN (answered by the pinned copy): one good, one with a
+    # TeX error (merror), one with an undefined macro (drawn in red, not an merror).
+    from playwright.sync_api import sync_playwright
+
+    site, root = tmp_path / "site", tmp_path / "root"
+    site.mkdir()
+    root.mkdir()
+    formulas = {"good": r"\frac{a}{b}", "merror": "x^2^3", "undefined": r"\nosuchmacro{a}"}
+    for name, formula in formulas.items():
+        (site / f"{name}.html").write_text(
+            f"<html><head><title>{name}</title><script defer src='{check_site.MATHJAX_CDN}"
+            f"tex-mml-chtml.js'></script></head><body><h1>{name}</h1>"
+            f"<div class='math'>\\[ {formula} \\]</div></body></html>"
+        )
+        (root / f"{name}.md").write_text(f"# {name}\n\n$${formula}$$\n")
+    server = check_site.serve(site)
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    problems = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=check_site.find_chromium(None), args=check_site.CHROMIUM_ARGS
+            )
+            for name in formulas:
+                page = browser.new_context().new_page()
+                result = check_site.check_page(
+                    page, name, origin, site, tmp_path / "shots", root, check_site.local_mathjax()
+                )
+                problems[name] = result.problems
+            browser.close()
+    finally:
+        server.shutdown()
+    assert problems["good"] == []
+    assert problems["merror"] == [
+        "MathJax error (merror): 'Double exponent: use braces to clarify'"
+    ]
+    assert problems["undefined"] == [
+        "MathJax error (merror): 'undefined control sequence \\\\nosuchmacro'"
+    ]
