@@ -1006,9 +1006,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error(str(error))
     train = data.cifar10("train", root=args.data_root, per_class=args.per_class)
     test = data.cifar10("test", root=args.data_root, per_class=args.per_class)
+    device = torch.device(config.device) if config.device is not None else default_device()
+    made_with = provenance(device)  # now: the code that runs is the code of this commit
     start = time.perf_counter()
     history = fit(model, train, test, config, resume=checkpoint if args.resume else None)
-    device = torch.device(config.device) if config.device is not None else default_device()
     result_path = args.result or args.out / "result.json"
     weights = result_path.with_suffix(".pt")
     result = {
@@ -1022,7 +1023,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "seconds_this_run": time.perf_counter() - start,
         "command": "python -m resnet_tutorial.train " + " ".join(argv or sys.argv[1:]),
         "weights": weights.name,
-        **provenance(device),
+        **made_with,
         "seed": args.seed,
         "data_source": train.source,
         "train_images": len(train.labels),
@@ -1041,7 +1042,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def provenance(device: torch.device | str) -> dict[str, Any]:
-    """Where a run was made: device and its model, threads, torch, Python, the git commit."""
+    """Where a run was made: device and its model, threads, torch, Python, and the git commit
+    of the package's checkout (read when the run starts: the code it runs)."""
     device = torch.device(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {
