@@ -1,6 +1,6 @@
 """CIFAR-10 and Fashion-MNIST as in-memory uint8 tensors, and a loader that augments on the device.
 
-Where the data comes from (DESIGN.md §3.2): the `root` argument, else `$RESNET_TUTORIAL_DATA`, else
+Where the data comes from: the `root` argument, else `$RESNET_TUTORIAL_DATA`, else
 `~/.cache/resnet_tutorial`. Under that root CIFAR-10 is read from torchvision's python batches
 (`cifar-10-batches-py/`), else from an ImageFolder tree (`cifar10/{train,test}/<class>/*.jpg`),
 else downloaded through torchvision. Decoded ImageFolder trees are cached as one tensor file under

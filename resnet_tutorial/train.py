@@ -494,11 +494,11 @@ def _evaluate_sums(
     """Summed loss and count of wrong predictions on `device` (and the predictions, if asked)."""
     device = torch.device(device) if device is not None else _model_device(model)
     channels_last = _is_channels_last(model)
-    num_classes = None if keep_predictions else count_outputs(model, images, device)
     loader = DeviceLoader(
         (images, labels), batch_size, train=False, mean=mean, std=std, device=device,
-        augment=False, num_classes=num_classes,
+        augment=False,
     )  # fmt: skip
+    labels_checked = keep_predictions  # `predict`'s labels are placeholders
     loss_sum = torch.zeros((), device=device)
     wrong = torch.zeros((), dtype=torch.long, device=device)
     predictions = []
@@ -509,6 +509,9 @@ def _evaluate_sums(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)
+            if not labels_checked:  # against the model's width, before the loss can fail
+                check_labels(labels, logits.shape[-1])
+                labels_checked = True
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             predicted = logits.argmax(1)
             wrong += (predicted != y).sum()

@@ -26,7 +26,7 @@ from resnet_tutorial import data as rtdata
 
 CIFAR_PER_CLASS = {"train": 5000, "test": 1000}  # Krizhevsky 2009
 FASHION_PER_CLASS = {"train": 6000, "test": 1000}  # Xiao et al. 2017
-# Train-set statistics of the offline JPEG copy, from ../shared/data/README.md.
+# Train-set statistics of the offline JPEG copy, as its data README states them.
 README_MEAN, README_STD = (0.4913, 0.4821, 0.4465), (0.2452, 0.2428, 0.2606)
 # The statistics usually quoted for the official CIFAR-10 python batches.
 OFFICIAL_MEAN, OFFICIAL_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -38,7 +38,7 @@ def data_root() -> Path:
     if not value:
         pytest.fail(
             "these tests read the offline data: set RESNET_TUTORIAL_DATA to the folder that "
-            "holds cifar10/ and FashionMNIST/ (CI: ../shared/data, see .ci/run)"
+            "holds cifar10/ and FashionMNIST/ (CI: see .ci/run)"
         )
     root = Path(value)
     for name in ("cifar10/train", "cifar10/test", "FashionMNIST/raw"):

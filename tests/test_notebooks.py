@@ -1,4 +1,4 @@
-"""Checks of the chapter notebooks as stored in the repository (DESIGN.md §4).
+"""Checks of the chapter notebooks as stored in the repository.
 
 nbval (make test-notebooks) re-runs each notebook and compares outputs; these tests check what
 nbval cannot: that the stored outputs exist, hold no error, came from one top-to-bottom run,

@@ -21,7 +21,7 @@ torch.set_num_threads(1)
 def _env_dir(name: str) -> Path:
     value = os.environ.get(name)
     if not value or not Path(value).is_dir():
-        pytest.fail(f"${name} must point at the offline data (see ../shared/data/README.md)")
+        pytest.fail(f"${name} must point at the offline data (CI: see .ci/run)")
     return Path(value)
 
 
