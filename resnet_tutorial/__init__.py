@@ -18,7 +18,14 @@ from .blocks import (
     conv3x3,
     make_shortcut,
 )
-from .measure import count_macs, count_parameters, gradient_norms, summary, trace_shapes
+from .measure import (
+    count_macs,
+    count_parameters,
+    gradient_norms,
+    response_stds,
+    summary,
+    trace_shapes,
+)
 from .resnet import (
     CIFAR_DEPTHS,
     DEPTHS,

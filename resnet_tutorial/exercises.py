@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .blocks import BasicBlock, Bottleneck, make_shortcut
+from .measure import count_macs
 from .resnet import DEPTHS, ResNet, cifar_resnet, make_stage
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
@@ -662,7 +663,8 @@ def _probe_addition(where: str, block: nn.Module, in_channels: int) -> None:
                 module.bias.fill_(-1.0)
     x = _randn(2, in_channels, 8, 8, seed=3)
     output = _forward(block, x, where)
-    after = "out = bn2(conv2(out)); return relu(out + shortcut(x))"
+    last = "bn3(conv3(out))" if hasattr(block, "conv3") else "bn2(conv2(out))"  # bottleneck?
+    after = f"out = {last}; return relu(out + shortcut(x))"
     diagnoses = [
         (F.relu(x - 1), None, None),
         (x - 1, "there is no ReLU after the addition",
@@ -757,6 +759,99 @@ def check_bottleneck(block_cls: type[nn.Module]) -> None:
         f"Bottleneck: parameters ({counts}), no conv bias, 1×1-3×3-1×1 with expansion 4, "
         "stride on the 3×3, projection 64 → 256, shortcut added, ReLU after the addition, "
         f"{_outputs_note(compared, 'Bottleneck')}"
+    )
+
+
+# The blocks of rt.exercises.check_bottleneck_macs: (in_channels, channels, size, stride,
+# stride_on), from the chapter's 256-d block to the first blocks of ResNet-50's stages 1, 2 and 4.
+_MACS_CASES = [
+    (256, 64, 56, 1, "3x3"),
+    (64, 64, 56, 1, "3x3"),
+    (256, 128, 56, 2, "3x3"),
+    (256, 128, 56, 2, "1x1"),
+    (1024, 512, 14, 2, "1x1"),
+]
+
+
+@_keeps_random_state
+def check_bottleneck_macs(bottleneck_macs: Callable[..., int]) -> None:
+    """Check a formula for the multiply-adds of one bottleneck block against `rt.count_macs`.
+
+    `bottleneck_macs(in_channels, channels, size, stride, stride_on)` predicts the MACs of
+    `rt.Bottleneck(in_channels, channels, stride, shortcut, stride_on=stride_on)` on one
+    size × size input, with option B's projection where the shape changes (He et al. 2016a,
+    Sec. 4.1). It is called for five blocks, from the 256-d block of chapter 3 to the first
+    block of ResNet-50's stage 4, and must return a whole number.
+
+    Example:
+        >>> rt.exercises.check_bottleneck_macs(bottleneck_macs)
+        ✓ Bottleneck MACs: 5 blocks, …
+    """
+    if not callable(bottleneck_macs):
+        raise TypeError(f"bottleneck_macs must be a function, got {bottleneck_macs!r}")
+    for in_channels, channels, size, stride, stride_on in _MACS_CASES:
+        out_channels, out_size = channels * Bottleneck.expansion, size // stride
+        call = (
+            f"bottleneck_macs({in_channels}, {channels}, size={size}, stride={stride}, "
+            f"stride_on={stride_on!r})"
+        )
+        predicted = _call(
+            bottleneck_macs,
+            (in_channels, channels, size, stride, stride_on),
+            call,
+            "the function takes (in_channels, channels, size, stride, stride_on) and returns "
+            "a number; it builds no module.",
+        )
+        if isinstance(predicted, Tensor) and predicted.numel() == 1:
+            predicted = predicted.item()
+        if not isinstance(predicted, (int, float)) or predicted != int(predicted):
+            _fail(
+                f"{call} returned {predicted!r}, not a whole number.",
+                "a count of multiply-adds is an integer: use // for the sizes, not /.",
+            )
+        with torch.device("meta"):  # shapes only: no weights to initialise
+            shortcut = make_shortcut("B", in_channels, out_channels, stride)
+            block = Bottleneck(in_channels, channels, stride, shortcut, stride_on=stride_on)
+        expected = count_macs(block, (in_channels, size, size))
+        if predicted == expected:
+            continue
+        projection = in_channels * out_channels * out_size**2  # Eq. conv-cost, k = 1
+        first_saved = in_channels * channels * (size**2 - out_size**2)  # conv1 at size / stride
+        diagnoses = [
+            (2 * expected, "you counted 2 operations per multiply-add (FLOPs, not MACs)",
+             "count one multiply-add per weight per output pixel, as the paper's Table 1 "
+             "does: k² C_in C_out H_out W_out."),
+            (expected - projection if shortcut is not None else None,
+             "the projection shortcut is missing",
+             f"the shape changes here ({in_channels} → {out_channels} channels"
+             + (f", stride {stride}" if stride != 1 else "")
+             + "), so option B adds a 1×1 convolution on the shortcut, at the output size."),
+            (expected + projection if shortcut is None else None,
+             "you counted a projection, but this block's shortcut is the identity",
+             "option B projects only where the shape changes; here the input already has "
+             f"{out_channels} channels at {size}×{size}."),
+            (expected - first_saved if stride_on == "3x3" else expected + first_saved,
+             "the first 1×1 runs at the wrong resolution",
+             f"with the stride on the {stride_on.replace('x', '×')}, the first 1×1 runs on "
+             + (f"the full {size}×{size} input; only the layers after the 3×3 run at "
+                f"{out_size}×{out_size}." if stride_on == "3x3" else
+                f"{out_size}×{out_size}: it strides itself, so every layer runs at the "
+                "output size."))
+            if stride != 1 else (None, "", ""),
+        ]  # fmt: skip
+        for candidate, problem, hint in diagnoses:
+            if candidate is not None and predicted == candidate:
+                _fail(f"{call} = {predicted:,}: {problem}.", hint)
+        _fail(
+            f"{call} = {predicted:,}, but rt.count_macs counts {expected:,} for that block "
+            f"on a {size}×{size} input.",
+            "add k² C_in C_out H_out W_out for each convolution: the 1×1 to `channels`, the "
+            "3×3, the 1×1 to 4 · `channels` and, where the shape changes, the 1×1 projection "
+            "of the shortcut; each at the size of its own output.",
+        )
+    _passed(
+        f"Bottleneck MACs: {len(_MACS_CASES)} blocks, identity and projection shortcuts, "
+        "stride on the 3×3 and on the 1×1, equal rt.count_macs"
     )
 
 
@@ -938,6 +1033,110 @@ def _compare_stage(call, stage, reference, in_channels, stride) -> bool:
             "channels * expansion, stride), BatchNorm2d(channels * expansion)).",
         )
     return True
+
+
+# The stages of rt.exercises.check_shortcut_parameters (chapter 2): (option, in_channels, channels,
+# depth, stride) of basic-block stages of the CIFAR ResNet-20 and ResNet-34, and one that widens
+# at stride 1.
+_SHORTCUT_CASES = [
+    ("A", 16, 32, 3, 2),
+    ("B", 16, 32, 3, 2),
+    ("B", 64, 64, 3, 1),
+    ("C", 64, 64, 3, 1),
+    ("C", 128, 256, 6, 2),
+    ("D", 256, 512, 3, 2),
+    ("B", 64, 128, 2, 1),
+]
+
+
+@_keeps_random_state
+def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
+    """Check a formula for the parameters on a stage's shortcuts against `rt.make_stage`.
+
+    `shortcut_parameters(option, in_channels, channels, depth, stride)` predicts how many
+    parameters the shortcuts of `rt.make_stage(rt.BasicBlock, in_channels, channels, depth,
+    stride, option)` hold, for option "A", "B", "C" or "D" (He et al. 2016a, Sec. 3.3 and 4.1;
+    He et al. 2019). It is called for the stages of `_SHORTCUT_CASES` and returns an integer.
+
+    Example:
+        >>> rt.exercises.check_shortcut_parameters(shortcut_parameters)
+        ✓ shortcut parameters: 7 stages, …
+    """
+    if not callable(shortcut_parameters):
+        raise TypeError(f"shortcut_parameters must be a function, got {shortcut_parameters!r}")
+    for option, in_channels, channels, depth, stride in _SHORTCUT_CASES:
+        args = (option, in_channels, channels, depth, stride)
+        call = f"shortcut_parameters({', '.join(map(repr, args))})"
+        predicted = _call(
+            shortcut_parameters, args, call,
+            "the function takes (option, in_channels, channels, depth, stride) and returns a "
+            "number; it builds no module.",
+        )  # fmt: skip
+        if isinstance(predicted, Tensor) and predicted.numel() == 1:
+            predicted = predicted.item()
+        if (
+            isinstance(predicted, bool)
+            or not isinstance(predicted, (int, float))
+            or predicted != int(predicted)
+        ):
+            _fail(
+                f"{call} returned {predicted!r}, not a whole number.",
+                "a count of parameters is an integer: use // for divisions, not /.",
+            )
+        with torch.device("meta"):  # shapes only: no weights to initialise
+            stage = make_stage(BasicBlock, in_channels, channels, depth, stride, option)
+        projections = [_count(block.downsample) for block in stage]
+        if predicted != sum(projections):
+            _diagnose_shortcut_parameters(call, int(predicted), args, stage, projections)
+    _passed(
+        f"shortcut parameters: {len(_SHORTCUT_CASES)} stages, options A, B, C and D, at stride 2 "
+        "and at stride 1 (with and without a change of width), equal rt.make_stage's"
+    )
+
+
+def _diagnose_shortcut_parameters(call, predicted, args, stage, projections) -> None:
+    option, in_channels, channels, depth, stride = args
+    expected, first = sum(projections), projections[0]
+    projected = [block.downsample for block in stage if _count(block.downsample)]
+    norms = sum(2 * projection[-1].num_features for projection in projected)  # γ and β
+    changes = f"{in_channels} → {channels} channels" + (f" at stride {stride}" * (stride > 1))
+    c_style = first + (depth - 1) * (channels * channels + 2 * channels)  # a projection everywhere
+    diagnoses = [
+        (option == "A", "option A has no parameters",
+         "it subsamples and pads with zeros: nothing to learn, on any block."),
+        (predicted == expected - norms, "BatchNorm's parameters are missing",
+         "each projection is a 1×1 convolution (C_in · C_out weights, no bias) and a BatchNorm "
+         "with a scale γ and a shift β per output channel: C_in · C_out + 2 · C_out."),
+        (predicted == expected + norms, "you counted BatchNorm's running mean and variance",
+         "those are buffers, updated by averaging, not parameters: a BatchNorm has 2 · C_out "
+         "parameters (γ and β)."),
+        (option in "BD" and predicted == 0 and first > 0,
+         "the first block changes the shape, so it needs a projection",
+         f"its input has {in_channels} channels and its output {channels}"
+         + (f", at 1/{stride} of the size" if stride > 1 else ", at the same size")
+         + f": option {option} projects the shortcut exactly there."),
+        (option in "BD" and predicted == c_style and depth > 1,
+         f"option {option} projects only where the shape changes",
+         "the blocks after the first keep their shape and keep the identity shortcut; "
+         "projecting every block is option C."),
+        (option == "C" and predicted == expected - first and first > 0,
+         "option C projects the first block too",
+         f"option C puts a projection on every block: the first one maps {changes}."),
+        (option == "C" and predicted == first and depth > 1,
+         "option C projects every block, not only the first",
+         f"the other {depth - 1} blocks get a {channels} → {channels} projection each, where "
+         "B and D keep the identity."),
+    ]  # fmt: skip
+    for applies, problem, hint in diagnoses:
+        if applies:
+            _fail(f"{call} = {predicted:,}: {problem}.", hint)
+    _fail(
+        f"{call} = {predicted:,}, but the shortcuts of rt.make_stage(rt.BasicBlock, "
+        f"{in_channels}, {channels}, {depth}, {stride}, {option!r}) hold {expected:,} parameters.",
+        "count the blocks whose shortcut is a projection (A: none; B and D: where the shape "
+        "changes; C: every block) and add C_in · C_out + 2 · C_out for each; the average "
+        "pooling of D has no parameters.",
+    )
 
 
 # --- whole networks ----------------------------------------------------------------------------

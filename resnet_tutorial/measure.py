@@ -37,18 +37,35 @@ def count_macs(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> i
 
 
 def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> str:
-    """torchsummary's layer table, computed on the model's own device, as text."""
+    """torchsummary's layer table, computed on the model's own device, as text.
+
+    torchsummary makes a row of every module it hooks and adds each row's output to its
+    "Forward/backward pass size". An `nn.Identity` (our blocks' shortcut where torchvision
+    has `downsample=None`) stores nothing, so while the table is made each one is swapped
+    for an empty `nn.Sequential`, which also returns its input and which torchsummary skips:
+    the table and its memory estimate are then torchvision's (ResNet-50: 286.56 MB, not 317.18).
+    """
     from torchsummary import summary as torchsummary_summary
 
     device = next(model.parameters()).device
     was_training = model.training
+    identities = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, nn.Identity)
+    ]
     out = io.StringIO()
     try:
+        for parent, name, _ in identities:
+            setattr(parent, name, nn.Sequential())
         with contextlib.redirect_stdout(out), torch.no_grad():
             # torchsummary feeds a batch of 2 in train mode: eval keeps the BN statistics intact.
             model.eval()
             torchsummary_summary(model, tuple(input_size), device=device.type)
     finally:
+        for parent, name, child in identities:
+            setattr(parent, name, child)
         model.train(was_training)
     return out.getvalue()
 
@@ -68,29 +85,85 @@ def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]
     return trace
 
 
+def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The body's blocks, input to output, named as in the state_dict (`layer1.0`, …)."""
+    return [
+        (f"layer{i}.{j}", block)
+        for i, stage in enumerate(model.stages, start=1)
+        for j, block in enumerate(stage)
+    ]
+
+
 def gradient_norms(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
     *,
     loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+    scale_free: bool = False,
 ) -> list[tuple[str, float]]:
     """L2 norm of the loss gradient with respect to each block's weights, input to output.
 
     One forward and backward pass on one batch; the model's existing gradients are left as
     they were. Blocks are the entries of each stage (`layer1.0`, `layer1.1`, …).
+
+    With ``scale_free=True`` each convolution's gradient norm is multiplied by the norm of its
+    weights, ‖∂L/∂W‖·‖W‖, and the block's value is the L2 norm of these products over its
+    convolutions. A convolution followed by BN computes the same function after any rescaling
+    of W, and its gradient shrinks by the factor W grows: the product does not change, so it
+    measures how strongly the loss depends on the layer, whatever the scale of its weights.
     """
-    blocks = [
-        (f"layer{i}.{j}", block)
-        for i, stage in enumerate(model.stages, start=1)
-        for j, block in enumerate(stage)
-    ]
-    params = [[p for p in block.parameters() if p.requires_grad] for _, block in blocks]
+    blocks = _blocks(model)
+    if scale_free:
+        params = [
+            [
+                m.weight
+                for m in block.modules()
+                if isinstance(m, nn.Conv2d) and m.weight.requires_grad
+            ]
+            for _, block in blocks
+        ]
+    else:
+        params = [[p for p in block.parameters() if p.requires_grad] for _, block in blocks]
     flat = [p for group in params for p in group]
     loss = loss_fn(model(images), labels)
     grads = iter(torch.autograd.grad(loss, flat))
     norms = []
     for (name, _), group in zip(blocks, params):
-        squares = sum(next(grads).pow(2).sum() for _ in group)
+        squares = sum(
+            (next(grads).norm() * (p.detach().norm() if scale_free else 1)).pow(2) for p in group
+        )
         norms.append((name, float(torch.as_tensor(squares).sqrt())))
     return norms
+
+
+@torch.no_grad()
+def response_stds(model: nn.Module, images: Tensor) -> list[tuple[str, float]]:
+    """Standard deviation of each 3×3 layer's response, input to output (He et al. 2016, Fig. 7).
+
+    The response of a layer is the output of the BN after its convolution, before the ReLU or
+    the addition; its std is taken per channel over the images and positions, then averaged
+    over the channels. Measured in eval mode (BN with its running statistics), with the model's
+    mode restored afterwards. Returns ``(name, std)`` for every BN inside the blocks, e.g.
+    ``layer1.0.bn1``; shortcut BNs (options B, C, D) are not 3×3 layers and are left out.
+    """
+    responses: list[tuple[str, float]] = []
+    hooks = []
+    for block_name, block in _blocks(model):
+        for name, module in block.named_modules():
+            if isinstance(module, nn.BatchNorm2d) and not name.startswith("downsample"):
+
+                def record(_module, _input, output, name=f"{block_name}.{name}"):
+                    per_channel = output.float().transpose(0, 1).flatten(1).std(dim=1)
+                    responses.append((name, float(per_channel.mean())))
+
+                hooks.append(module.register_forward_hook(record))
+    was_training = model.training
+    try:
+        model.eval()
+        model(images)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return responses

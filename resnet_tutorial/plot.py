@@ -647,6 +647,44 @@ def gradient_norms(
         return _finish(fig)
 
 
+def layer_responses(
+    stds: Mapping[str, Sequence[tuple[str, float]]],
+    *,
+    title: str = "Standard deviation of layer responses",
+) -> Figure:
+    """He et al. 2016, Fig. 7: the std of each 3×3 layer's response, in layer order and sorted.
+
+    Args:
+        stds: network name → ``(layer name, std)`` per layer, input to output, as
+            ``measure.response_stds`` returns. The top panel draws them in layer order (dotted
+            lines where a stage begins), the bottom panel sorted from largest to smallest.
+    """
+    if not stds:
+        raise ValueError("stds is empty; give at least one name → response stds")
+    with style():
+        fig = _new_figure((7.2, 6.0))
+        by_layer, by_size = fig.subplots(2, 1)
+        boundaries: set[int] = set()
+        for i, (name, values) in enumerate(stds.items()):
+            values = list(values)
+            layers = [str(layer) for layer, _ in values]
+            y = _array([std for _, std in values], f"stds[{name!r}]", ndim=1)
+            boundaries.update(_stage_starts(layers))
+            x = np.arange(1, len(y) + 1)
+            by_layer.plot(x, y, "o-", color=_color(i), label=name, ms=3, lw=1.2)
+            by_size.plot(x, np.sort(y)[::-1], "o-", color=_color(i), label=name, ms=3, lw=1.2)
+        for start in sorted(boundaries):
+            by_layer.axvline(start - 0.5, color="0.6", ls=":", lw=1)
+        by_layer.set_xlabel("layer index (original order, input → output)")
+        by_size.set_xlabel("layer index (sorted by magnitude)")
+        for ax in (by_layer, by_size):
+            ax.set_ylabel("std of response")
+            ax.set_ylim(bottom=0)
+        by_layer.legend()
+        fig.suptitle(title)
+        return _finish(fig)
+
+
 def bars(
     values: Mapping[str, float],
     *,
@@ -844,6 +882,10 @@ def shape_trace(
 ) -> Figure:
     """Channels (top) and spatial resolution (bottom) after each stage; x = stage name.
 
+    Feature maps are joined by a line. A vector after pooling (the class scores, say) has no
+    channels and no grid: it is drawn apart, as a hollow diamond labelled with its length, and
+    its resolution is marked "no grid". Both y axes are logarithmic (base 2).
+
     Args:
         trace: (stage name, output shape) pairs from input to output; shapes are
             (N, C, H, W) or (C, H, W) for feature maps, (N, F) or (F,) after pooling.
@@ -865,10 +907,26 @@ def shape_trace(
     with style():
         fig = _new_figure((max(5.5, 0.9 * len(names) + 1.5), 5.0))
         top, bottom = fig.subplots(2, 1, sharex=True)
-        top.plot(x, channels, "o-", color=_color(0))
-        for xi, c in zip(x, channels, strict=True):
+        maps = [i for i, w in enumerate(widths) if w is not None]
+        vectors = [i for i, w in enumerate(widths) if w is None]
+        map_channels = [channels[i] for i in maps]
+        top.plot(x[maps], map_channels, "o-", color=_color(0), label="feature map: channels")
+        if vectors:  # not channels of a map: no line joins them to the maps
+            top.plot(
+                x[vectors],
+                [channels[i] for i in vectors],
+                "D",
+                ls="none",
+                mfc="white",
+                mec="black",
+                mew=1.5,
+                ms=7,
+                label="vector after pooling: length",
+            )
+            top.legend(loc="lower right")
+        for i, (xi, c) in enumerate(zip(x, channels, strict=True)):
             top.annotate(
-                f"{c}",
+                f"{c}" if widths[i] is not None else f"{c} values",
                 (xi, c),
                 textcoords="offset points",
                 xytext=(0, 6),
@@ -887,6 +945,16 @@ def shape_trace(
                     xytext=(0, 6),
                     ha="center",
                     fontsize=SMALL_SIZE,
+                )
+            else:  # x in data units, y in axes units: near the bottom of the panel
+                bottom.text(
+                    xi,
+                    0.08,
+                    "no grid",
+                    transform=bottom.get_xaxis_transform(),
+                    ha="center",
+                    fontsize=SMALL_SIZE,
+                    color="0.35",
                 )
         bottom.set_ylabel("height (pixels)")
         bottom.set_title("Spatial resolution")

@@ -1,8 +1,10 @@
-"""Chapter 2's addition to the exercise checks: a projection shortcut must end in BatchNorm.
+"""Chapter 2's additions to the exercise checks.
 
-The oracle is the paper's block (He et al. 2016, Sec. 3.4: BN after every convolution) as
-torchvision builds it, `downsample = Sequential(conv1x1, BatchNorm2d)`; the stages below are
-written by hand, each with one deliberate difference.
+A projection shortcut must end in BatchNorm: the oracle is the paper's block (He et al. 2016,
+Sec. 3.4: BN after every convolution) as torchvision builds it, `downsample =
+Sequential(conv1x1, BatchNorm2d)`; the stages below are written by hand, each with one
+deliberate difference. The parameters on a stage's shortcuts: the oracle is the count by hand,
+C_in · C_out + 2 · C_out per projection, checked against numbers worked out on paper.
 """
 
 from __future__ import annotations
@@ -107,3 +109,83 @@ def test_a_whole_resnet_with_a_bare_projection_fails() -> None:
 def test_option_a_blocks_are_not_affected(capsys: pytest.CaptureFixture[str]) -> None:
     ex.check_cifar_resnet(rt.cifar_resnet(20), 20)  # no projection, nothing to normalise
     assert capsys.readouterr().out.startswith("✓ CIFAR ResNet-20")
+
+
+# --- the parameters on a stage's shortcuts (predict, then check) ---------------------------------
+
+
+def projection(c_in: int, c_out: int) -> int:
+    return c_in * c_out + 2 * c_out  # 1×1 convolution without bias, BatchNorm's γ and β
+
+
+def my_shortcut_parameters(option, in_channels, channels, depth, stride):
+    """By hand: A none; B and D where the shape changes; C on every block."""
+    if option == "A":
+        return 0
+    changes_shape = stride != 1 or in_channels != channels
+    first = projection(in_channels, channels) if changes_shape or option == "C" else 0
+    return first + ((depth - 1) * projection(channels, channels) if option == "C" else 0)
+
+
+def test_the_hand_count_matches_numbers_worked_out_on_paper() -> None:
+    assert my_shortcut_parameters("B", 16, 32, 3, 2) == 16 * 32 + 64 == 576
+    assert my_shortcut_parameters("C", 128, 256, 6, 2) == 33_280 + 5 * 66_048 == 363_520
+    assert my_shortcut_parameters("D", 256, 512, 3, 2) == 132_096
+    assert my_shortcut_parameters("B", 64, 64, 3, 1) == 0
+
+
+def test_shortcut_parameters_accepts_the_hand_count(capsys: pytest.CaptureFixture[str]) -> None:
+    ex.check_shortcut_parameters(my_shortcut_parameters)
+    assert capsys.readouterr().out.startswith("✓ shortcut parameters: 7 stages")
+    ex.check_shortcut_parameters(lambda *args: float(my_shortcut_parameters(*args)))  # 576.0
+
+
+@pytest.mark.parametrize(
+    ("formula", "match"),
+    [
+        (lambda *args: 0, r"\('B', 16, 32, 3, 2\) = 0: the first block changes the shape"),
+        (lambda o, i, c, d, s: 1, r"\('A', 16, 32, 3, 2\) = 1: option A has no parameters"),
+        (
+            lambda o, i, c, d, s: i * c if o == "B" else my_shortcut_parameters(o, i, c, d, s),
+            r"= 512: BatchNorm's parameters are missing(.|\n)*2 · C_out",
+        ),
+        (
+            lambda o, i, c, d, s: (
+                my_shortcut_parameters(o, i, c, d, s) + (2 * c if o == "B" else 0)
+            ),
+            r"= 640: you counted BatchNorm's running mean and variance",
+        ),
+        (
+            lambda o, i, c, d, s: my_shortcut_parameters("C" if o == "B" else o, i, c, d, s),
+            r"\('B', 16, 32, 3, 2\) = 2,752: option B projects only where the shape changes",
+        ),
+        (
+            lambda o, i, c, d, s: 0 if s == 1 else my_shortcut_parameters(o, i, c, d, s),
+            r"\('C', 64, 64, 3, 1\) = 0, but the shortcuts of .* hold 12,672 parameters",
+        ),
+        (
+            lambda o, i, c, d, s: (
+                projection(i, c) if o == "C" else my_shortcut_parameters(o, i, c, d, s)
+            ),
+            r"\('C', 64, 64, 3, 1\) = 4,224: option C projects every block, not only the first",
+        ),
+        (
+            lambda o, i, c, d, s: (
+                0 if (o, s) == ("B", 1) else my_shortcut_parameters(o, i, c, d, s)
+            ),
+            r"\('B', 64, 128, 2, 1\) = 0: the first block changes the shape(.|\n)*at the same size",
+        ),
+        (
+            lambda o, i, c, d, s: (
+                my_shortcut_parameters(o, i, c, d, s) - (projection(i, c) if o == "C" else 0)
+            ),
+            r"\('C', 64, 64, 3, 1\) = 8,448: option C projects the first block too",
+        ),
+        (lambda o, i, c, d, s: 1.5, r"returned 1.5, not a whole number"),
+        (lambda o, i, c: 0, r"raised TypeError"),
+    ],
+)
+def test_shortcut_parameter_mistakes_get_their_hint(formula, match) -> None:
+    with pytest.raises(AssertionError, match=match) as info:
+        ex.check_shortcut_parameters(formula)
+    assert "\nHint: " in str(info.value)

@@ -244,6 +244,57 @@ def test_bottleneck_mistakes_get_their_hint(block, match):
     fails(ex.check_bottleneck, block, match=match)
 
 
+# --- the multiply-adds of a bottleneck ------------------------------------------------------------
+
+
+def my_bottleneck_macs(in_channels, channels, size, stride, stride_on):
+    """k² C_in C_out H_out W_out for each convolution, counted by hand (Eq. 1 of chapter 3)."""
+    out_size, out_channels = size // stride, 4 * channels
+    first = in_channels * channels * (size if stride_on == "3x3" else out_size) ** 2
+    rest = (9 * channels**2 + channels * out_channels) * out_size**2
+    changes_shape = stride != 1 or in_channels != out_channels
+    return first + rest + (in_channels * out_channels * out_size**2 if changes_shape else 0)
+
+
+def test_bottleneck_macs_accepts_the_hand_count(capsys):
+    assert my_bottleneck_macs(256, 64, 56, 1, "3x3") == 17 * 64**2 * 56**2  # the paper's block
+    out = passes(ex.check_bottleneck_macs, my_bottleneck_macs, capsys=capsys)
+    assert "stride on the 3×3 and on the 1×1" in out
+    as_float = lambda *args: float(my_bottleneck_macs(*args))  # 2.18e8 is still a count
+    passes(ex.check_bottleneck_macs, as_float, capsys=capsys)
+
+
+def _without_projection(i, c, n, s, on):
+    changes_shape = s != 1 or i != 4 * c
+    return my_bottleneck_macs(i, c, n, s, on) - (i * 4 * c * (n // s) ** 2 if changes_shape else 0)
+
+
+@pytest.mark.parametrize(
+    ("macs", "match"),
+    [
+        (lambda *args: 2 * my_bottleneck_macs(*args), "2 operations per multiply-add"),
+        (_without_projection, r"\(64, 64, .*the projection shortcut is missing"),
+        (
+            lambda i, c, n, s, on: my_bottleneck_macs(i, c, n, s, on) + i * 4 * c * (n // s) ** 2,
+            r"\(256, 64, .*counted a projection",  # a projection on every block
+        ),
+        (
+            lambda i, c, n, s, on: my_bottleneck_macs(i, c, n, s, "1x1"),
+            r"stride_on='3x3'\) = .*wrong resolution(.|\n)*the full 56×56 input",
+        ),
+        (
+            lambda i, c, n, s, on: my_bottleneck_macs(i, c, n, s, "3x3"),
+            r"stride_on='1x1'\) = .*wrong resolution(.|\n)*runs on 28×28",
+        ),
+        (lambda i, c, n, s, on: my_bottleneck_macs(i, c, n, s, on) / 3, "not a whole number"),
+        (lambda *args: 0, "rt.count_macs counts 218,365,952"),  # 17 · 64² · 56²
+        (lambda i, c, n, s: 0, "raised TypeError"),
+    ],
+)
+def test_bottleneck_macs_mistakes_get_their_hint(macs, match):
+    fails(ex.check_bottleneck_macs, macs, match=match)
+
+
 # --- option A ----------------------------------------------------------------------------------
 
 

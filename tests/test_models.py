@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 
 import pytest
@@ -199,6 +201,33 @@ def test_summary_reports_torchsummary_table():
     assert re.search(r"Conv2d-1\s+\[-1, 16, 32, 32\]\s+432", text)
 
 
+def _torchsummary_text(model: nn.Module) -> str:
+    from torchsummary import summary
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), torch.no_grad():
+        summary(model.eval(), (3, 224, 224), device="cpu")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_summary_equals_torchsummary_of_torchvision(name):
+    # The oracle: torchsummary on torchvision's model, whose blocks hold no nn.Identity.
+    model = getattr(rt, name)()
+    text = rt.summary(model)
+    expected = _torchsummary_text(getattr(torchvision.models, name)())
+
+    def line(table: str, start: str) -> str:
+        return next(row for row in table.splitlines() if row.startswith(start))
+
+    for start in ("Total params:", "Forward/backward pass size (MB):", "Estimated Total Size"):
+        assert line(text, start) == line(expected, start)
+    assert text == expected  # the same rows, in the same order
+    assert "Identity" not in text
+    # the model is left as it was: its identity shortcuts back in place, still in train mode
+    assert isinstance(model.layer1[1].downsample, nn.Identity) and model.training
+
+
 def test_gradient_norms_match_backward():
     torch.manual_seed(0)
     model = rt.cifar_resnet(8)
@@ -211,3 +240,45 @@ def test_gradient_norms_match_backward():
         grads = torch.cat([p.grad.flatten() for p in block.parameters()])
         assert value == pytest.approx(grads.norm().item(), rel=1e-5)
     assert [n for n, _ in norms] == [f"layer{i}.0" for i in (1, 2, 3)]
+
+
+def test_scale_free_gradient_norms_do_not_change_when_a_conv_before_bn_is_rescaled():
+    torch.manual_seed(0)
+    model = rt.cifar_resnet(8).train()
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
+    before = rt.gradient_norms(model, x, y, scale_free=True)
+    plain_before = rt.gradient_norms(model, x, y)
+    with torch.no_grad():
+        model.layer1[0].conv1.weight.mul_(1000.0)  # BN (train mode) cancels the scale
+    after = rt.gradient_norms(model, x, y, scale_free=True)
+    plain_after = rt.gradient_norms(model, x, y)
+    assert [v for _, v in after] == pytest.approx([v for _, v in before], rel=1e-3)
+    # the plain norm of that block falls (its conv1 gradient shrinks 1000×), the others stay
+    assert plain_after[0][1] < 0.9 * plain_before[0][1]
+    assert plain_after[1][1] == pytest.approx(plain_before[1][1], rel=1e-3)
+    # by hand: ‖∂L/∂W‖·‖W‖ over the block's two convolutions
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    block = model.layer2[0]
+    by_hand = sum((c.weight.grad.norm() * c.weight.norm()) ** 2 for c in (block.conv1, block.conv2))
+    assert after[1][1] == pytest.approx(by_hand.sqrt().item(), rel=1e-5)
+
+
+def test_response_stds_are_the_per_channel_std_of_each_bn_output_in_eval_mode():
+    torch.manual_seed(0)
+    model = rt.cifar_resnet(8, shortcut="B").train()
+    with torch.no_grad():  # a known response: γ = 2 and fresh running statistics (0, 1)
+        model.layer1[0].bn2.weight.fill_(2.0)
+    x = torch.randn(16, 3, 32, 32)
+    stds = rt.response_stds(model, x)
+    assert model.training  # the mode is restored
+    names = [name for name, _ in stds]
+    # two 3×3 layers per block, no shortcut BN (option B's projection in layer2.0 and layer3.0)
+    assert names == [f"layer{i}.0.bn{k}" for i in (1, 2, 3) for k in (1, 2)]
+    # by hand, with the running statistics: bn2 = γ·(conv2 − 0)/√(1 + ε) + 0
+    block = model.layer1[0].eval()
+    with torch.no_grad():
+        h = block.relu(block.bn1(block.conv1(model.eval().stem(x))))
+        conv2 = block.conv2(h)
+    expected = (2.0 / (1 + block.bn2.eps) ** 0.5) * conv2.transpose(0, 1).flatten(1).std(dim=1)
+    assert dict(stds)["layer1.0.bn2"] == pytest.approx(expected.mean().item(), rel=1e-5)

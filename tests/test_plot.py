@@ -269,6 +269,21 @@ def test_gradient_norms_take_named_blocks_and_mark_where_stages_start():
     assert starts == [2.5, 3.5]  # between block 2 and 3, and between 3 and 4
 
 
+def test_layer_responses_draw_each_net_in_layer_order_and_sorted_by_size():
+    stds = {
+        "plain": [("layer1.0.bn1", 1.0), ("layer1.0.bn2", 3.0), ("layer2.0.bn1", 2.0)],
+        "resnet": [("layer1.0.bn1", 0.5), ("layer1.0.bn2", 0.2), ("layer2.0.bn1", 0.4)],
+    }
+    by_layer, by_size = plot.layer_responses(stds).axes
+    np.testing.assert_allclose(by_layer.lines[0].get_ydata(), [1.0, 3.0, 2.0])
+    np.testing.assert_allclose(by_size.lines[0].get_ydata(), [3.0, 2.0, 1.0])
+    np.testing.assert_allclose(by_size.lines[1].get_ydata(), [0.5, 0.4, 0.2])
+    stage_lines = [line for line in by_layer.lines if line.get_linestyle() == ":"]
+    assert [line.get_xdata()[0] for line in stage_lines] == [2.5]
+    with pytest.raises(ValueError, match="stds is empty"):
+        plot.layer_responses({})
+
+
 def test_bars_show_the_values_and_the_published_reference():
     fig = plot.bars(
         {"A": 0.27, "B": 0.28},
@@ -363,8 +378,12 @@ def test_shape_trace_plots_channels_and_resolution_per_stage():
     ]
     fig = plot.shape_trace(trace)
     channels, resolution = fig.axes
-    np.testing.assert_array_equal(channels.lines[0].get_ydata(), [3, 16, 32, 10])
+    np.testing.assert_array_equal(channels.lines[0].get_ydata(), [3, 16, 32])  # feature maps
+    # the pooled vector is no channel count: a marker of its own, not joined to the maps' line
+    np.testing.assert_array_equal(channels.lines[1].get_ydata(), [10])
+    assert channels.lines[1].get_linestyle() == "None"
     np.testing.assert_array_equal(resolution.lines[0].get_ydata(), [32, 32, 16, math.nan])
+    assert "no grid" in [t.get_text() for t in resolution.texts]
     assert [t.get_text() for t in resolution.get_xticklabels()] == ["input", "stem", "layer2", "fc"]
     assert channels.get_ylabel() == "channels" and "(pixels)" in resolution.get_ylabel()
     assert resolution.get_xlabel() == "stage" and suptitle(fig)
