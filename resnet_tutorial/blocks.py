@@ -59,7 +59,7 @@ class ZeroPadShortcut(nn.Module):
 
 
 def make_shortcut(
-    shortcut: Shortcut, in_channels: int, out_channels: int, stride: int
+    shortcut: Shortcut, in_channels: int, out_channels: int, stride: int, *, norm: bool = True
 ) -> nn.Module | None:
     """The shortcut of one block; `None` means the identity (He et al. 2016a, Sec. 3.3).
 
@@ -68,6 +68,9 @@ def make_shortcut(
     C: a 1×1 projection + BN on every block.
     D: identity, or average-pool then 1×1 projection + BN (ResNet-D, He et al. 2019, Fig. 2c).
     None: the plain network has no shortcut; its blocks are built with `residual=False`.
+
+    `norm=False` leaves the BN out of the projections: pre-activation blocks project their
+    already normalised input with a bare 1×1 convolution, as in He et al.'s (2016b) code.
     """
     if shortcut not in SHORTCUTS:
         raise ValueError(f"shortcut must be one of 'A', 'B', 'C', 'D' or None, got {shortcut!r}")
@@ -83,9 +86,12 @@ def make_shortcut(
             if stride > 1
             else nn.Identity()
         )
-        return nn.Sequential(pool, conv1x1(in_channels, out_channels), nn.BatchNorm2d(out_channels))
-    # B and C: torchvision's `downsample` = Sequential(conv1x1, BatchNorm2d) -> keys .0 and .1
-    return nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+        layers = [pool, conv1x1(in_channels, out_channels)]
+    else:  # B and C: torchvision's `downsample` = Sequential(conv1x1, BatchNorm2d): keys .0, .1
+        layers = [conv1x1(in_channels, out_channels, stride)]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    return nn.Sequential(*layers)
 
 
 def _shortcut_module(downsample: nn.Module | None, residual: bool) -> nn.Module:

@@ -54,7 +54,10 @@ def make_stage(
     blocks = []
     for i in range(depth):
         s = stride if i == 0 else 1
-        downsample = make_shortcut(shortcut, in_channels, out_channels, s)
+        # pre-activation blocks project their normalised input with a bare convolution
+        downsample = make_shortcut(
+            shortcut, in_channels, out_channels, s, norm=block not in PREACT.values()
+        )
         blocks.append(
             block(
                 in_channels,
