@@ -1,15 +1,19 @@
 """Reusing trained ResNets: pretrained weights, new heads, freezing and per-part learning rates.
 
-Weights: torchvision's ImageNet weights for our `resnet18/34/50` (`load_pretrained_imagenet`) and
-the public CIFAR-10 checkpoints (`load_pretrained_cifar`). A ResNet has three kinds of parts,
-input to output: the stem, the stages `layer1` … `layerN` (together the body) and the head
-(pooling and `fc`). `replace_head`, `freeze`, `unfreeze` and `parameter_groups` work on those
-parts, for feature extraction and fine-tuning (Yosinski et al. 2014; Kornblith et al. 2019).
+Weights: torchvision's ImageNet weights for our `resnet18/34/50` (`load_pretrained_imagenet`, with
+`resize_and_crop` for their preprocessing) and the public CIFAR-10 checkpoints
+(`load_pretrained_cifar`); offline and not cached, both raise `WeightsUnavailableError`. A
+ResNet has three kinds of parts, input to output: the stem, the stages `layer1` … `layerN`
+(together the body) and the head (pooling and `fc`). `replace_head`, `freeze`, `unfreeze` and
+`parameter_groups` work on those parts, for feature extraction and fine-tuning (Yosinski et al.
+2014; Kornblith et al. 2019).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import types
 import warnings
@@ -39,12 +43,29 @@ CIFAR_CHECKPOINT_MEAN = (0.485, 0.456, 0.406)
 CIFAR_CHECKPOINT_STD = (0.229, 0.224, 0.225)
 
 
+class WeightsUnavailableError(OSError):
+    """Pretrained weights that are not in torch.hub's cache and cannot be downloaded (offline).
+
+    An `OSError`, as the `URLError` of a failed download is. Its message names the file and
+    where it was looked for; `path` and `url` say the same to code.
+    """
+
+    def __init__(self, what: str, path: Path, url: str, cause: BaseException) -> None:
+        super().__init__(
+            f"{what} weights are not in torch.hub's cache ({path}) and could not be downloaded "
+            f"from {url} ({type(cause).__name__}: {cause}). Connect to the internet once, or "
+            "copy the file to that path."
+        )
+        self.path, self.url = path, url
+
+
 def load_pretrained_cifar(depth: int, *, device: torch.device | str = "cpu") -> ResNet:
     """Our `cifar_resnet(depth)` with Idelbayev's (2018) trained weights, in eval mode.
 
     Downloads the checkpoint once into `$TORCH_HOME/hub/checkpoints` (offline, it is found
-    there) and checks its hash. Its inputs must be normalised with `CIFAR_CHECKPOINT_MEAN` and
-    `CIFAR_CHECKPOINT_STD`, which the returned model also carries as `model.normalization`.
+    there; if it is not, `WeightsUnavailableError`) and checks its hash. Its inputs must be
+    normalised with `CIFAR_CHECKPOINT_MEAN` and `CIFAR_CHECKPOINT_STD`, which the returned model
+    also carries as `model.normalization`.
     """
     if depth not in CIFAR_CHECKPOINTS:
         raise ValueError(
@@ -55,10 +76,16 @@ def load_pretrained_cifar(depth: int, *, device: torch.device | str = "cpu") -> 
     path = Path(torch.hub.get_dir()) / "checkpoints" / file_name
     if not path.exists():
         # torch.hub checks the hash of what it downloads ...
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(
-            CIFAR_CHECKPOINT_URL + file_name, os.fspath(path), hash_prefix=_hash_prefix(file_name)
-        )
+        url = CIFAR_CHECKPOINT_URL + file_name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(
+                url, os.fspath(path), hash_prefix=_hash_prefix(file_name)
+            )
+        except OSError as error:
+            raise WeightsUnavailableError(
+                f"the CIFAR-10 ResNet-{depth}", path, url, error
+            ) from error
     # ... but not of a file already in the cache, so we check it on every load.
     _check_hash(path)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -117,14 +144,15 @@ def load_pretrained_imagenet(
     file is downloaded once into `$TORCH_HOME/hub/checkpoints`, its hash checked, and loaded
     strictly (our keys are torchvision's). Returns the model and the weights' own preprocessing,
     `weights.transforms()` (resize, centre crop, ImageNet mean and std), which the model also
-    carries as `model.normalization = (mean, std)`. Offline, the download raises `URLError`
-    (an `OSError`) at once.
+    carries as `model.normalization = (mean, std)`. Without the internet and without the file
+    in the cache, it raises `WeightsUnavailableError` (an `OSError`), at once: catch it to skip
+    what needs the weights.
 
     Args:
         depth: 18, 34 or 50.
         weights: a member name of torchvision's enum, e.g. "DEFAULT" or "IMAGENET1K_V1", or
             the member itself (`torchvision.models.ResNet50_Weights.IMAGENET1K_V2`).
-        progress: show torch.hub's download progress bar.
+        progress: show torch.hub's download message and progress bar (False: print nothing).
         device: where the model goes.
     """
     from torchvision.models import get_model_weights
@@ -142,12 +170,46 @@ def load_pretrained_imagenet(
             f"weights must be one of {allowed} (members of {enum.__name__}) or such a member, "
             f"got {weights!r}"
         )
-    state_dict = chosen.get_state_dict(progress=progress, check_hash=True)
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(chosen.url)
+    # torch.hub prints 'Downloading: "<url>" to <path>' even with progress=False: keep it quiet.
+    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO())
+    try:
+        with quiet:
+            state_dict = chosen.get_state_dict(progress=progress, check_hash=True)
+    except OSError as error:
+        if path.exists():  # cached, so not a failed download: an error reading the file
+            raise
+        raise WeightsUnavailableError(f"torchvision's {chosen}", path, chosen.url, error) from error
     model = resnet(depth, num_classes=len(chosen.meta["categories"]))
     model.load_state_dict(state_dict, strict=True)
     preprocess = chosen.transforms()
     model.normalization = (tuple(preprocess.mean), tuple(preprocess.std))
     return model.to(device).eval(), preprocess
+
+
+def resize_and_crop(
+    images: torch.Tensor, preprocess: nn.Module, *, batch_size: int = 500
+) -> torch.Tensor:
+    """The resize and centre crop of `preprocess` (the weights' `transforms()`), in uint8.
+
+    `preprocess(x)` resizes, crops the centre, scales to [0, 1] and normalises. This does the
+    first two, as torchvision does them on uint8 images (same size, interpolation and
+    antialiasing), and leaves the last two to the loaders of `fit`, `evaluate` and
+    `extract_features` (`mean` and `std` from `model.normalization`). CIFAR's (N, 3, 32, 32)
+    become (N, 3, 224, 224) for torchvision's ResNets, `batch_size` images at a time.
+    """
+    from torchvision.transforms import functional as TF
+
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"images must be uint8 (N, C, H, W), got {images.dtype} of shape {tuple(images.shape)}"
+        )
+    chunks = []
+    for x in images.split(batch_size):
+        x = TF.resize(x, preprocess.resize_size, interpolation=preprocess.interpolation,
+                      antialias=preprocess.antialias)  # fmt: skip
+        chunks.append(TF.center_crop(x, preprocess.crop_size))
+    return torch.cat(chunks)
 
 
 # --- parts: stem, stages, head ----------------------------------------------------------------

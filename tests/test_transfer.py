@@ -106,16 +106,79 @@ def test_imagenet_load_is_strict(offline_download):
         rt.load_pretrained_imagenet(18)
 
 
-def test_imagenet_download_fails_at_once_offline(monkeypatch, tmp_path):
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """An empty torch.hub cache in tmp_path and no internet: every download fails at once."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    calls = []
 
-    def no_network(*args, **kwargs):
+    def urlopen(request, *args, **kwargs):
+        calls.append(getattr(request, "full_url", request))
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(torch.hub, "urlopen", no_network)
-    with pytest.raises(OSError, match="Name or service not known"):
+    monkeypatch.setattr(torch.hub, "urlopen", urlopen)
+    return calls
+
+
+def test_imagenet_download_fails_at_once_offline(no_network, tmp_path, capsys):
+    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+    with pytest.raises(transfer.WeightsUnavailableError) as caught:
         rt.load_pretrained_imagenet(50)
+    error = caught.value
+    assert capsys.readouterr().out == ""  # progress=False: not even torch.hub's "Downloading"
+    assert no_network == [weights.url]  # one try, no retry
+    assert isinstance(error, OSError) and isinstance(error.__cause__, urllib.error.URLError)
+    # the message says which weights, where they were looked for, and why the download failed
+    expected_path = tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[1]
+    assert error.path == expected_path and error.url == weights.url
+    for part in ("ResNet50_Weights.IMAGENET1K_V2", str(expected_path), weights.url,
+                 "URLError", "Name or service not known"):  # fmt: skip
+        assert part in str(error), part
     assert not any(tmp_path.rglob("*.pth"))  # no half-written file left behind
+
+
+def test_imagenet_weights_in_the_cache_load_offline(no_network, tmp_path):
+    # A file already in torch.hub's cache is all it takes: no download is tried (torch.hub
+    # checks the hash of downloads only, so a random state_dict under the real name loads).
+    reference = _random_torchvision(18)
+    url = torchvision.models.ResNet18_Weights.DEFAULT.url
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache / url.rsplit("/", 1)[1])
+    ours, _ = rt.load_pretrained_imagenet(18)
+    assert no_network == []
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_cifar_checkpoint_download_fails_at_once_offline(no_network, tmp_path):
+    with pytest.raises(transfer.WeightsUnavailableError, match="CIFAR-10 ResNet-32 weights"):
+        rt.load_pretrained_cifar(32)
+    assert len(no_network) == 1 and no_network[0].endswith("resnet32-d509ac18.th")
+    assert not any(tmp_path.rglob("*.th"))
+
+
+@pytest.mark.parametrize(("depth", "name"), [(50, "IMAGENET1K_V1"), (50, "IMAGENET1K_V2"),
+                                             (18, "IMAGENET1K_V1")])  # fmt: skip
+def test_resize_and_crop_then_normalize_is_the_weights_transform(depth, name):
+    # The oracle: torchvision's own transform of the weights, on the same uint8 images.
+    preprocess = WEIGHTS[depth][name].transforms()
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(3))  # fmt: skip
+    resized = transfer.resize_and_crop(images, preprocess, batch_size=2)  # two batches
+    assert resized.dtype == torch.uint8 and resized.shape == (3, 3, 224, 224)
+    expected = preprocess(images)
+    torch.testing.assert_close(rt.data.normalize(resized, preprocess.mean, preprocess.std),
+                               expected, rtol=0, atol=1e-5)  # fmt: skip
+
+
+def test_resize_and_crop_wants_uint8_batches():
+    preprocess = WEIGHTS[18].DEFAULT.transforms()
+    with pytest.raises(ValueError, match=r"uint8 \(N, C, H, W\), got torch.float32"):
+        transfer.resize_and_crop(torch.rand(2, 3, 32, 32), preprocess)
+    with pytest.raises(ValueError, match=r"of shape \(3, 32, 32\)"):
+        transfer.resize_and_crop(torch.zeros(3, 32, 32, dtype=torch.uint8), preprocess)
 
 
 @pytest.mark.parametrize(
