@@ -281,6 +281,7 @@ def training_curves(
     title: str = "Training curves",
     ax: Axes | None = None,
     ylim: tuple[float, float] | None = None,
+    held_out: str = "test",
 ) -> Figure:
     """Train (solid) and test (dashed) error per epoch, one colour per run (He et al. Fig. 6).
 
@@ -291,6 +292,8 @@ def training_curves(
         title: axis title.
         ax: axis to draw on; a new figure when ``None``.
         ylim: y range in percent, e.g. ``(0, 20)`` to zoom in as the paper does.
+        held_out: what the dashed curve (the history's ``test_error``) was measured on, for
+            the legend: "validation" when `fit` was given a validation split.
     """
     if not runs:
         raise ValueError("runs is empty; give at least one name → History")
@@ -308,7 +311,7 @@ def training_curves(
                         f"runs[{name!r}][{j}] has epochs {other_epoch.tolist()}, but "
                         f"runs[{name!r}][0] has {epoch.tolist()}; seeds must share epochs"
                     )
-            for k, (part, dashes) in enumerate((("train", "-"), ("test", "--")), start=1):
+            for k, (part, dashes) in enumerate((("train", "-"), (held_out, "--")), start=1):
                 errors = 100 * np.stack([c[k] for c in columns])  # (seeds, epochs), in %
                 ax.plot(epoch, errors.mean(0), dashes, color=_color(i), label=f"{name} {part}")
                 if len(seeds) > 1:
@@ -318,7 +321,7 @@ def training_curves(
         runs_legend = [Line2D([], [], color=_color(i), label=n) for i, n in enumerate(runs)]
         kinds_legend = [
             Line2D([], [], color="0.3", ls="-", label="train"),
-            Line2D([], [], color="0.3", ls="--", label="test"),
+            Line2D([], [], color="0.3", ls="--", label=held_out),
         ]
         ax.legend(handles=runs_legend + kinds_legend, ncols=2 if len(runs) > 3 else 1)
         ax.set_xlabel("epoch")
@@ -671,8 +674,9 @@ def layer_responses(
             y = _array([std for _, std in values], f"stds[{name!r}]", ndim=1)
             boundaries.update(_stage_starts(layers))
             x = np.arange(1, len(y) + 1)
-            by_layer.plot(x, y, "o-", color=_color(i), label=name, ms=3, lw=1.2)
-            by_size.plot(x, np.sort(y)[::-1], "o-", color=_color(i), label=name, ms=3, lw=1.2)
+            look = {"color": _color(i), "marker": "osD^vP"[i % 6], "ms": 3.5, "lw": 1.2}
+            by_layer.plot(x, y, label=name, **look)
+            by_size.plot(x, np.sort(y)[::-1], label=name, **look)
         for start in sorted(boundaries):
             by_layer.axvline(start - 0.5, color="0.6", ls=":", lw=1)
         by_layer.set_xlabel("layer index (original order, input → output)")
@@ -981,6 +985,7 @@ def error_vs_depth(
     title: str = "Test error against depth",
     ylabel: str = "test error (%)",
     ax: Axes | None = None,
+    spread: Mapping[str, Sequence[float]] | None = None,
 ) -> Figure:
     """Error (%) against number of layers, one line per family (e.g. plain vs residual).
 
@@ -989,9 +994,14 @@ def error_vs_depth(
         errors: name → error fraction in [0, 1] at each depth (NaN where not run).
         reference: name → published error fractions at the same depths; dotted, open
             markers, in the colour of the series with the same name.
+        spread: name (of `errors`) → uncertainty (a fraction) at each depth, such as a
+            sampling error or a standard deviation over seeds; drawn as ± error bars.
     """
     if not errors:
         raise ValueError("errors is empty; give at least one name → errors per depth")
+    unknown = sorted(set(spread or {}) - set(errors))
+    if unknown:
+        raise ValueError(f"spread has names {unknown} that are not in errors {list(errors)}")
     d = _array(depths, "depths", ndim=1)
     colors = {name: _color(i) for i, name in enumerate(errors)}
     with style():
@@ -1000,6 +1010,10 @@ def error_vs_depth(
             y = _fractions(values, f"errors[{name!r}]")
             _same_length(f"errors[{name!r}]", y, "depths", d)
             ax.plot(d, 100 * y, "o-", color=colors[name], label=name)
+            if spread and name in spread:
+                e = _fractions(spread[name], f"spread[{name!r}]")
+                _same_length(f"spread[{name!r}]", e, "depths", d)
+                ax.errorbar(d, 100 * y, yerr=100 * e, fmt="none", ecolor=colors[name], capsize=3)
         for i, (name, values) in enumerate((reference or {}).items()):
             y = _fractions(values, f"reference[{name!r}]")
             _same_length(f"reference[{name!r}]", y, "depths", d)

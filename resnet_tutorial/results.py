@@ -51,7 +51,8 @@ class Result:
         f = self.fields
         config = f["config"]
         commit = (f["git_commit"] or "unknown commit")[:7]
-        threads = f" ({f['threads']} threads)" if f["device"] == "cpu" else ""
+        count = f["threads"]
+        threads = f" ({count} thread{'s' if count != 1 else ''})" if f["device"] == "cpu" else ""
         return (
             f"{f['device_name']}{threads}, {config['precision']} training, fp32 test, "
             f"{self.hours:.1f} h, torch {f['torch']}, commit {commit}"

@@ -95,6 +95,13 @@ def test_training_curves_draw_train_solid_and_test_dashed_in_percent():
     assert legend == ["plain-20", "resnet-20", "train", "test"]
 
 
+def test_training_curves_name_the_held_out_curve():
+    fig = plot.training_curves({"a": history([0.5], [0.6])}, held_out="validation")
+    labels = {line.get_label() for line in fig.axes[0].lines}
+    assert labels == {"a train", "a validation"}
+    assert "validation" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
 def test_training_curves_with_seeds_draw_the_mean_and_a_min_max_band():
     seeds = [history([0.5, 0.3], [0.6, 0.4]), history([0.3, 0.1], [0.4, 0.2])]
     fig = plot.training_curves({"resnet-20": seeds})
@@ -411,6 +418,17 @@ def test_error_vs_depth_in_percent_with_the_published_numbers_dotted():
         plot.error_vs_depth(depths, {"plain": [0.1, 0.1, 0.1]})
     with pytest.raises(ValueError, match="divide percentages by 100"):
         plot.error_vs_depth(depths, {"plain": [9.0, 10.0, 11.0, 12.0]})
+
+
+def test_error_vs_depth_draws_the_spread_as_error_bars():
+    fig = plot.error_vs_depth([20, 56], {"measured": [0.2, 0.17]},
+                              spread={"measured": [0.012, 0.011]})  # fmt: skip
+    ax = fig.axes[0]
+    (bars,) = ax.collections  # one LineCollection of vertical bars
+    ends = np.array([segment[:, 1] for segment in bars.get_segments()])
+    np.testing.assert_allclose(ends, [[18.8, 21.2], [15.9, 18.1]])
+    with pytest.raises(ValueError, match="spread has names"):
+        plot.error_vs_depth([20], {"a": [0.1]}, spread={"b": [0.01]})
 
 
 def test_accuracy_vs_labels_on_a_log_axis_with_error_bars_and_chance():
