@@ -17,8 +17,6 @@ from torch import nn
 import resnet_tutorial as rt
 from resnet_tutorial import exercises as ex
 
-torch.set_num_threads(1)  # the suite runs on 2 xdist workers on 2 cores
-
 
 def fails(check, *args, match: str, **kwargs) -> str:
     """The check raises AssertionError whose message matches and ends with a hint."""

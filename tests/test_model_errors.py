@@ -9,8 +9,6 @@ from hypothesis import strategies as st
 
 import resnet_tutorial as rt
 
-torch.set_num_threads(1)
-
 BAD_ARGUMENTS = [
     (lambda: rt.resnet(42), ValueError, r"depth must be one of \[18, 34, 50, 101, 152\].*42"),
     (lambda: rt.resnet("50"), TypeError, r"depth must be an int, got str '50'"),

@@ -13,8 +13,6 @@ from torch import nn
 
 import resnet_tutorial as rt
 
-torch.set_num_threads(1)  # the suite runs on 2 xdist workers on 2 cores
-
 # Published counts: torchvision's model documentation (parameters, GFLOPS = GMAC at 224×224)
 # and, for stride on the 1×1, the same network counted by hand from the paper's Table 1.
 IMAGENET_COUNTS = {

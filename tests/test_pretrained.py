@@ -15,8 +15,6 @@ from torchvision import datasets, transforms
 import resnet_tutorial as rt
 from resnet_tutorial.transfer import CIFAR_CHECKPOINT_MEAN, CIFAR_CHECKPOINT_STD, CIFAR_CHECKPOINTS
 
-torch.set_num_threads(1)
-
 
 def _env_dir(name: str) -> Path:
     value = os.environ.get(name)

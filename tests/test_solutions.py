@@ -48,8 +48,6 @@ import torch
 
 from resnet_tutorial import exercises
 
-torch.set_num_threads(1)  # the suite runs on 2 xdist workers on 2 cores
-
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted((ROOT / "book" / "solutions").glob("ch*.md"))
 NOT_RUN = "# not run in CI:"

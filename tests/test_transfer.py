@@ -20,8 +20,6 @@ import resnet_tutorial as rt
 from resnet_tutorial import transfer
 from resnet_tutorial.train import TrainConfig, make_optimizer, make_scheduler
 
-torch.set_num_threads(1)
-
 TORCHVISION = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
                50: torchvision.models.resnet50}  # fmt: skip
 WEIGHTS = {18: torchvision.models.ResNet18_Weights, 34: torchvision.models.ResNet34_Weights,
