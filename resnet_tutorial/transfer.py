@@ -355,9 +355,15 @@ def parameter_groups(
 
 @torch.no_grad()
 def reestimate_bn(
-    model: nn.Module, data: Any, *, mean: Sequence[float], std: Sequence[float],
-    augment: bool = True, batch_size: int = 100, seed: int = 0,
-) -> nn.Module:  # fmt: skip
+    model: nn.Module,
+    data: Any,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    augment: bool = True,
+    batch_size: int = 100,
+    seed: int = 0,
+) -> nn.Module:
     """Recompute the BN running statistics of `model` on `data` (AdaBN, Li et al. 2018).
 
     One pass over `data` (an ImageSet or (uint8 images, labels)), normalised with `mean` and
@@ -372,8 +378,16 @@ def reestimate_bn(
 
     images, labels = _as_tensors(data)
     device = next(model.parameters()).device
-    loader = DeviceLoader((images, labels), batch_size, train=True, augment=augment, mean=mean,
-                          std=std, device=device, seed=seed)  # fmt: skip
+    loader = DeviceLoader(
+        (images, labels),
+        batch_size,
+        train=True,
+        augment=augment,
+        mean=mean,
+        std=std,
+        device=device,
+        seed=seed,
+    )
     norms = [m for m in _batch_norms(model) if not is_bn_frozen(m)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
@@ -396,9 +410,13 @@ def reestimate_bn(
 
 @torch.no_grad()
 def extract_features(
-    model: ResNet, data: Any, *, mean: Sequence[float], std: Sequence[float],
+    model: ResNet,
+    data: Any,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
     batch_size: int = 500,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """What the head reads: the globally pooled output of the body, (N, d) float32 on the CPU.
 
     Computed once in eval mode (BN uses its running statistics, nothing changes), so that a
@@ -409,8 +427,9 @@ def extract_features(
 
     images, labels = _as_tensors(data)
     device = next(model.parameters()).device
-    loader = DeviceLoader((images, labels), batch_size, train=False, augment=False, mean=mean,
-                          std=std, device=device)  # fmt: skip
+    loader = DeviceLoader(
+        (images, labels), batch_size, train=False, augment=False, mean=mean, std=std, device=device
+    )
     was_training = model.training
     model.eval()
     try:
@@ -426,9 +445,14 @@ def extract_features(
 
 
 def fit_linear_probe(
-    features: torch.Tensor, labels: torch.Tensor, num_classes: int, *,
-    weight_decay: float = 1e-2, max_iter: int = 1000, tolerance: float = 1e-5,
-) -> nn.Linear:  # fmt: skip
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    weight_decay: float = 1e-2,
+    max_iter: int = 1000,
+    tolerance: float = 1e-5,
+) -> nn.Linear:
     """Multinomial logistic regression on fixed features, fitted to convergence with L-BFGS.
 
     Minimises mean cross-entropy + weight_decay / 2 · ‖W‖² over (W, b) on standardised features
@@ -452,9 +476,15 @@ def fit_linear_probe(
     x = (x - shift) / scale
     weight = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=20,
-                                  tolerance_grad=tolerance, tolerance_change=1e-12,
-                                  line_search_fn="strong_wolfe")  # fmt: skip
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=tolerance,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
 
     def objective() -> torch.Tensor:
         optimizer.zero_grad()

@@ -8,6 +8,7 @@ out by hand, and parameter sets built by hand from parameter names.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import urllib.error
 
 import pytest
@@ -524,3 +525,19 @@ def test_the_linear_probe_separates_separable_classes_and_checks_its_input():
         rt.fit_linear_probe(features, labels, 2)
     with pytest.raises(ValueError, match=r"features must be \(N, d\)"):
         rt.fit_linear_probe(features[:, 0], labels, 3)
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        transfer.replace_head,
+        transfer.freeze,
+        transfer._stay_in_eval,
+        transfer.extract_features,
+        transfer.fit_linear_probe,
+        transfer.reestimate_bn,
+    ],
+)
+def test_sources_that_chapter_6_prints_hold_no_formatter_markers(function):
+    # The chapter prints these with inspect.getsource: a reader should not see CI's plumbing.
+    assert "fmt:" not in inspect.getsource(function)
