@@ -3,7 +3,9 @@
 Where the data comes from: the `root` argument, else `$RESNET_TUTORIAL_DATA`, else
 `~/.cache/resnet_tutorial`. Under that root CIFAR-10 is read from torchvision's python batches
 (`cifar-10-batches-py/`), else from an ImageFolder tree (`cifar10/{train,test}/<class>/*.jpg`),
-else downloaded through torchvision. Decoded ImageFolder trees are cached as one tensor file under
+else downloaded through torchvision. `cifar10("train45k")` and `cifar10("val5k")` split the
+training set into the 45k/5k train/validation split of He et al. (2016, Sec. 4.2): the last 500
+images of each class are held out. Decoded ImageFolder trees are cached as one tensor file under
 `$RESNET_TUTORIAL_CACHE` (else `~/.cache/resnet_tutorial`), so the second load takes about a second.
 `DeviceLoader` keeps a whole split on the training device and shuffles, crops, flips and
 normalises whole batches there: no worker processes, no per-image Python.
@@ -33,6 +35,7 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "test"]
+CifarSplit = Literal["train", "test", "train45k", "val5k"]
 
 # ImageFolder's sorted order, which is also CIFAR-10's label order (Krizhevsky 2009).
 CIFAR10_CLASSES = (
@@ -57,6 +60,8 @@ FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 
 CROP_PADDING = 4  # zeros around each side before the random crop (He et al. 2016, Sec. 4.2)
+# The paper's 45k/5k train/val split: 500 of each class's 5,000 training images held out.
+VALIDATION_PER_CLASS = 500
 
 _CIFAR_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 _FASHION_PREFIX = {"train": "train", "test": "t10k"}
@@ -101,18 +106,32 @@ class ImageSet:
 
 
 def cifar10(
-    split: Split, *, root: str | os.PathLike | None = None, per_class: int | None = None,
+    split: CifarSplit, *, root: str | os.PathLike | None = None, per_class: int | None = None,
     download: bool = True,
 ) -> ImageSet:  # fmt: skip
     """CIFAR-10 (Krizhevsky 2009): uint8 images (N, 3, 32, 32), labels in CIFAR-10's class order.
 
     Args:
-        split: "train" (5,000 images per class) or "test" (1,000 per class).
+        split: "train" (5,000 images per class) or "test" (1,000 per class); or the paper's
+            train/val split of "train" (He et al. 2016, Sec. 4.2): "val5k", the last 500
+            images of each class in source order, and "train45k", the other 4,500. They are
+            disjoint, fixed (no random draw) and together exactly "train"; each keeps the
+            source order.
         root: the data folder; else `$RESNET_TUTORIAL_DATA`, else `~/.cache/resnet_tutorial`.
-        per_class: keep only the first `per_class` images of each class, in source order.
+        per_class: keep only the first `per_class` images of each class, in source order (of
+            the split: `cifar10("val5k", per_class=100)` is the first 100 of the 500).
         download: download through torchvision when the root holds no copy.
     """
-    _check_split(split)
+    _check_split(split, ("train", "test", "train45k", "val5k"))
+    if split in ("train45k", "val5k"):
+        data = _validation_split(_read_cifar10("train", root, download), split)
+    else:
+        data = _read_cifar10(split, root, download)
+    return _first_per_class(data, per_class, split)
+
+
+def _read_cifar10(split: Split, root: str | os.PathLike | None, download: bool) -> ImageSet:
+    """The whole split, from the first source found (see `cifar10`)."""
     folder, origin = _data_root(root)
     batches, tree = folder / "cifar-10-batches-py", folder / "cifar10" / split
     if _has_cifar_batches(batches, split):
@@ -127,8 +146,8 @@ def cifar10(
         failure = _try_download(_download_cifar10, folder, download)
         if failure is not None:
             raise _not_found("CIFAR-10", split, folder, origin, [*looked, failure])
-        data = _read_cifar_batches(batches, split, f"torchvision download into {batches}")
-    return _first_per_class(data, per_class, split)
+        return _read_cifar_batches(batches, split, f"torchvision download into {batches}")
+    return data
 
 
 def fashion_mnist(
@@ -194,9 +213,10 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
 # Where the data is, and what to say when it is not there
 
 
-def _check_split(split: str) -> None:
-    if split not in ("train", "test"):
-        raise ValueError(f"split={split!r} is not a split; allowed: 'train' or 'test'")
+def _check_split(split: str, allowed: tuple[str, ...] = ("train", "test")) -> None:
+    if split not in allowed:
+        names = ", ".join(map(repr, allowed))
+        raise ValueError(f"split={split!r} is not a split; allowed: {names}")
 
 
 def _check_images(images: Tensor) -> None:
@@ -425,6 +445,32 @@ def _positive_env(name: str) -> int | None:
     return int(value)
 
 
+def _rank_in_class(labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Each image's position within its class, in source order; and the size of each class."""
+    counts = torch.bincount(labels, minlength=num_classes)
+    order = torch.argsort(labels, stable=True)  # grouped by class, source order within
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(labels)
+    rank[order] = torch.arange(len(labels)) - starts[labels[order]]
+    return rank, counts
+
+
+def _validation_split(data: ImageSet, split: str) -> ImageSet:
+    """Of the training set: "val5k" is the last VALIDATION_PER_CLASS images of each class,
+    "train45k" all the others; each in source order."""
+    rank, counts = _rank_in_class(data.labels, len(data.classes))
+    if int(counts.min()) <= VALIDATION_PER_CLASS:
+        raise ValueError(
+            f"split={split!r} holds out {VALIDATION_PER_CLASS} images per class, but the training "
+            f"set has only {int(counts.min())} in its smallest class ({data.source})"
+        )
+    held_out = rank >= counts[data.labels] - VALIDATION_PER_CLASS
+    keep = held_out if split == "val5k" else ~held_out
+    what = "only" if split == "val5k" else "all but"
+    source = f"{data.source}; {what} the last {VALIDATION_PER_CLASS} per class ({split})"
+    return ImageSet(data.images[keep], data.labels[keep], data.classes, source)
+
+
 def _first_per_class(data: ImageSet, per_class: int | None, split: str) -> ImageSet:
     """Keep the first `per_class` images of each class, in the source's order."""
     cap = max_per_class()
@@ -432,17 +478,13 @@ def _first_per_class(data: ImageSet, per_class: int | None, split: str) -> Image
         per_class = cap
     if per_class is None:
         return data
-    counts = torch.bincount(data.labels, minlength=len(data.classes))
+    rank, counts = _rank_in_class(data.labels, len(data.classes))
     fewest = int(counts.min())
     if isinstance(per_class, bool) or not isinstance(per_class, int) or not 0 < per_class <= fewest:
         raise ValueError(
             f"per_class={per_class!r} is not allowed for the {split} split; allowed: None or an "
             f"int from 1 to {fewest} (the size of its smallest class)"
         )
-    order = torch.argsort(data.labels, stable=True)  # grouped by class, source order within
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(data.labels)
-    rank[order] = torch.arange(len(data)) - starts[data.labels[order]]  # position in its class
     keep = rank < per_class
     source = f"{data.source}; first {per_class} per class"
     return ImageSet(data.images[keep], data.labels[keep], data.classes, source)
@@ -528,8 +570,12 @@ def _flip(x: Tensor, flips: Tensor) -> Tensor:
 # The loader
 
 
-def _seeded(*numbers: int) -> torch.Generator:
-    """A CPU generator whose stream depends on all the numbers given (seed, epoch, ...)."""
+def seeded_generator(*numbers: int) -> torch.Generator:
+    """A CPU generator whose stream depends on all the numbers given (seed, epoch, ...).
+
+    `DeviceLoader` shuffles epoch e with `seeded_generator(seed, e)` and augments rank r's
+    batches with `seeded_generator(seed, e, r)`: a resumed run draws the same batches.
+    """
     digest = hashlib.sha256(",".join(map(str, numbers)).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
@@ -594,7 +640,7 @@ class DeviceLoader:
         """The positions in the data set that this rank reads in `epoch`, in order (CPU int64)."""
         n = len(self.labels)
         if self.train:
-            order = torch.randperm(n, generator=_seeded(self.seed, epoch))
+            order = torch.randperm(n, generator=seeded_generator(self.seed, epoch))
         else:
             order = torch.arange(n)
         order = torch.cat([order, order[: self.samples_per_rank * self.world_size - n]])
@@ -602,7 +648,7 @@ class DeviceLoader:
 
     def _batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         indices = self.indices(epoch).to(self.device)
-        generator = _seeded(self.seed, epoch, self.rank)
+        generator = seeded_generator(self.seed, epoch, self.rank)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = indices[start : start + self.batch_size]
             if self.augment:  # the draws of random_crop, then random_flip

@@ -4,9 +4,10 @@
 after every epoch and returns a `History`. Checkpoints are written atomically and hold everything
 needed (model, optimizer, scheduler, grad scaler, RNG states, history) for
 `fit(..., resume=path)` to continue bit for bit where the run stopped. Under `torchrun` the same
-call trains with DistributedDataParallel. Also a command line, for full runs on a GPU::
+call trains with DistributedDataParallel. Also a command line, for full runs on a GPU (by
+default the paper's 64,000 iterations)::
 
-    python -m resnet_tutorial.train --model cifar_resnet20 --epochs 182 --out runs/r20
+    python -m resnet_tutorial.train --model cifar_resnet20 --out runs/r20
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ SCHEDULES = ("step", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHECKPOINT_FORMAT = 1
+PAPER_ITERATIONS = 64_000  # optimizer steps of the paper's CIFAR-10 runs (Sec. 4.2)
 
 
 # --- scale, device, seeding -------------------------------------------------------------------
@@ -119,13 +121,18 @@ def pick_precision(
 class TrainConfig:
     """Settings of one training run; the defaults are the paper's CIFAR-10 recipe (Sec. 4.2).
 
-    The paper trains for 64k iterations at batch 128 on a 45k/5k train/val split, dividing the
-    learning rate by 10 at 32k and 48k iterations. 45,000 / 128 = 352 iterations per epoch, so
-    64k iterations are 182 epochs (on all 50k images, 182 epochs are 71k iterations). The step
-    schedule divides by 10 at 50% and 75% of all iterations: 32k and 48k of 64k.
+    The paper trains for 64k iterations (optimizer steps) at batch 128 and divides the learning
+    rate by 10 at 32k and 48k iterations; it chose that schedule on a 45k/5k train/val split.
+    A run here trains whole epochs: `iterations=I` trains E = ceil(I / S) epochs of S steps
+    (`epochs_for`), and the step schedule divides at 50% and 75% of the E * S steps it takes.
+    On all 50,000 training images at batch 128, S = 391: the default is 164 epochs = 64,124
+    steps, divided at steps 32,062 and 48,093.
 
     Args:
-        epochs: passes over the training set.
+        epochs: passes over the training set. Give `epochs` or `iterations`, not both.
+        iterations: optimizer steps, rounded up to whole epochs. With neither given,
+            `iterations` is the paper's 64,000. Under torchrun a step takes
+            `batch_size * world_size` images, so a larger global batch means more epochs.
         batch_size: images per step *per process*; under torchrun the global batch is
             `batch_size * world_size`.
         lr: base (peak, for onecycle) learning rate.
@@ -153,7 +160,8 @@ class TrainConfig:
             notebooks under nbval and CI logs stay quiet.
     """
 
-    epochs: int = 182
+    epochs: int | None = None
+    iterations: int | None = None
     batch_size: int = 128
     lr: float = 0.1
     momentum: float = 0.9
@@ -175,7 +183,18 @@ class TrainConfig:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, minimum=1)
+        if self.epochs is not None and self.iterations is not None:
+            raise ValueError(
+                f"give epochs or iterations, not both; got epochs={self.epochs!r} and "
+                f"iterations={self.iterations!r} (dataclasses.replace keeps the one already set: "
+                "pass the other as None)"
+            )
+        if self.epochs is None and self.iterations is None:
+            object.__setattr__(self, "iterations", PAPER_ITERATIONS)
+        if self.epochs is not None:
+            _check_int("epochs", self.epochs, minimum=1)
+        else:
+            _check_int("iterations", self.iterations, minimum=1)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("seed", self.seed, minimum=0)
         _check_number("lr", self.lr, "a finite number > 0", lambda v: 0 < v < math.inf)
@@ -184,9 +203,13 @@ class TrainConfig:
         _check_number("weight_decay", self.weight_decay, "a finite number >= 0",
                       lambda v: 0 <= v < math.inf)  # fmt: skip
         _check_number("label_smoothing", self.label_smoothing, in_unit, lambda v: 0 <= v < 1)
-        below_epochs = f"a number in [0, epochs={self.epochs})"
-        _check_number("warmup_epochs", self.warmup_epochs, below_epochs,
-                      lambda v: 0 <= v < self.epochs)  # fmt: skip
+        if self.epochs is not None:
+            below_epochs = f"a number in [0, epochs={self.epochs})"
+            _check_number("warmup_epochs", self.warmup_epochs, below_epochs,
+                          lambda v: 0 <= v < self.epochs)  # fmt: skip
+        else:  # checked against the epochs in `epochs_for`, once the data set is known
+            _check_number("warmup_epochs", self.warmup_epochs, "a finite number >= 0",
+                          lambda v: 0 <= v < math.inf)  # fmt: skip
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
         for name in ("nesterov", "decay_bn_and_bias", "compile", "augment"):
@@ -219,6 +242,20 @@ class TrainConfig:
         object.__setattr__(self, "std", std)
         if self.checkpoint is not None:
             object.__setattr__(self, "checkpoint", os.fspath(self.checkpoint))
+
+    def epochs_for(self, steps_per_epoch: int) -> int:
+        """The epochs a run trains at `steps_per_epoch` steps each: `epochs` if given, else
+        ceil(iterations / steps_per_epoch), the fewest whole epochs with that many steps."""
+        _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+        if self.epochs is not None:
+            return self.epochs
+        epochs = math.ceil(self.iterations / steps_per_epoch)
+        if self.warmup_epochs >= epochs:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs!r} must be below the run's {epochs} epochs "
+                f"(iterations={self.iterations} at {steps_per_epoch} steps per epoch)"
+            )
+        return epochs
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain Python values (for JSON and checkpoints)."""
@@ -307,7 +344,8 @@ def learning_rates(config: TrainConfig, steps_per_epoch: int) -> list[float]:
 
 
 def _total_and_warmup_steps(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
-    return config.epochs * steps_per_epoch, round(config.warmup_epochs * steps_per_epoch)
+    total = config.epochs_for(steps_per_epoch) * steps_per_epoch
+    return total, round(config.warmup_epochs * steps_per_epoch)
 
 
 def make_optimizer(
@@ -634,22 +672,24 @@ def _set_rng_states(states: dict[str, Any]) -> None:
 _RESUME_FREE = ("checkpoint", "progress", "device", "compile")
 
 
-def _resume_config(checkpoint: dict[str, Any], config: TrainConfig | None) -> TrainConfig:
-    saved = TrainConfig.from_dict(checkpoint["config"])
-    if config is None:
-        return saved
+def _warn_if_changed(saved: TrainConfig, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Warn when resuming with settings that change the run. The length is compared in epochs:
+    `epochs=164` and `iterations=64000` are the same run at 391 steps per epoch."""
+    length = ("epochs", "iterations")
     changed = [
         f"{name} ({getattr(saved, name)!r} -> {getattr(config, name)!r})"
         for name in saved.to_dict()
-        if name not in _RESUME_FREE and getattr(saved, name) != getattr(config, name)
+        if name not in _RESUME_FREE + length and getattr(saved, name) != getattr(config, name)
     ]
+    before, after = saved.epochs_for(steps_per_epoch), config.epochs_for(steps_per_epoch)
+    if before != after:
+        changed.insert(0, f"epochs ({before} -> {after})")
     if changed:
         warnings.warn(
             "resuming with settings that differ from the checkpoint's, so the run will not "
             "match an uninterrupted one: " + ", ".join(changed),
-            stacklevel=3,
+            stacklevel=4,  # fit's caller
         )
-    return config
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -671,6 +711,7 @@ class _Run:
     rank: int
     world_size: int
     steps_per_epoch: int
+    epochs: int  # config.epochs_for(steps_per_epoch)
     last_checkpoint: str | None = None
 
 
@@ -705,9 +746,8 @@ def fit(
         NonFiniteLossError: when the loss becomes NaN or infinite.
     """
     checkpoint = load_checkpoint(resume) if resume is not None else None
-    if checkpoint is not None:
-        config = _resume_config(checkpoint, config)
-    config = config if config is not None else TrainConfig()
+    if config is None:
+        config = TrainConfig.from_dict(checkpoint["config"]) if checkpoint else TrainConfig()
     with _distributed(config) as (device, rank, world_size):
         return _fit(
             model, train, test, config, checkpoint, resume, device, rank, world_size, param_groups
@@ -727,7 +767,10 @@ def _fit(
         device=device, seed=config.seed, augment=config.augment, rank=rank,
         world_size=world_size, num_classes=num_classes,
     )  # fmt: skip
+    if checkpoint is not None:
+        _warn_if_changed(TrainConfig.from_dict(checkpoint["config"]), config, len(loader))
     config, steps_per_epoch = _capped(config, len(loader))
+    epochs = config.epochs_for(steps_per_epoch)
     optimizer = make_optimizer(model, config, param_groups)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -752,12 +795,12 @@ def _fit(
         )
     run = _Run(
         torch.compile(model) if config.compile else model, config, device,
-        _AUTOCAST_DTYPES[precision], channels_last, rank, world_size, steps_per_epoch,
+        _AUTOCAST_DTYPES[precision], channels_last, rank, world_size, steps_per_epoch, epochs,
         last_checkpoint=os.fspath(resume) if resume is not None else None,
     )  # fmt: skip
     show = rank == 0 and (config.progress if config.progress is not None else sys.stderr.isatty())
-    with _progress_bar(show, config.epochs, steps_per_epoch, start_epoch) as bar:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
+    with _progress_bar(show, epochs, steps_per_epoch, start_epoch) as bar:
+        for epoch in range(start_epoch + 1, epochs + 1):
             start = time.perf_counter()
             train_loss, train_error, last_lr = _train_epoch(
                 run, loader, optimizer, scheduler, scaler, epoch, bar
@@ -781,15 +824,16 @@ def _capped(config: TrainConfig, steps_per_epoch: int) -> tuple[TrainConfig, int
     cap = max_steps()
     if cap is None:
         return config, steps_per_epoch
-    epochs = min(config.epochs, cap)
+    full = config.epochs_for(steps_per_epoch)
+    epochs = min(full, cap)
     warnings.warn(
         f"$RESNET_TUTORIAL_MAX_STEPS={cap}: training {epochs} epoch(s) of at most "
-        f"{max(1, cap // epochs)} step(s) instead of {config.epochs} of {steps_per_epoch} "
+        f"{max(1, cap // epochs)} step(s) instead of {full} of {steps_per_epoch} "
         "(a smoke test of the code path, not a real run)",
         stacklevel=4,
     )
-    warmup = config.warmup_epochs * epochs / config.epochs
-    capped = dataclasses.replace(config, epochs=epochs, warmup_epochs=warmup)
+    warmup = config.warmup_epochs * epochs / full
+    capped = dataclasses.replace(config, epochs=epochs, iterations=None, warmup_epochs=warmup)
     return capped, min(steps_per_epoch, max(1, cap // epochs))
 
 
@@ -825,7 +869,7 @@ def _train_epoch(run: _Run, loader, optimizer, scheduler, scaler, epoch: int, ba
         if bar is not None:
             bar.update()
             if step % 10 == 0 or step == run.steps_per_epoch:
-                bar.set_description(f"epoch {epoch}/{config.epochs}", refresh=False)
+                bar.set_description(f"epoch {epoch}/{run.epochs}", refresh=False)
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     totals = torch.stack([loss_sum, wrong.to(loss_sum.dtype), torch.tensor(
         float(count), device=run.device)])  # fmt: skip
@@ -963,7 +1007,11 @@ def _parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--model", type=_model_name, default="cifar_resnet20", help="cifar_resnetN, cifar_plainN")
     add("--out", type=Path, required=True, help="folder for result.json and checkpoint.pt")
-    add("--epochs", type=_positive_int, default=defaults.epochs)
+    add("--epochs", type=_positive_int, default=None,
+        help="passes over the training set (give --epochs or --iterations, not both)")  # fmt: skip
+    add("--iterations", type=_positive_int, default=None,
+        help=f"optimizer steps, rounded up to whole epochs (default: the paper's "
+        f"{defaults.iterations}, when --epochs is not given)")  # fmt: skip
     add("--batch-size", type=_positive_int, default=defaults.batch_size, help="per process")
     add("--lr", type=float, default=defaults.lr)
     add("--schedule", choices=SCHEDULES, default=defaults.schedule)
@@ -986,6 +1034,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of parsed command-line arguments (checkpoint: `<out>/checkpoint.pt`)."""
+    return TrainConfig(
+        epochs=args.epochs, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
+        schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing, decay_bn_and_bias=not args.no_decay_bn_bias,
+        precision=args.precision, compile=args.compile, device=args.device, seed=args.seed,
+        checkpoint=str(args.out / "checkpoint.pt"), progress=args.progress,
+    )  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command line: train, then write `<out>/result.json` and `<out>/checkpoint.pt`."""
     from resnet_tutorial import data
@@ -996,13 +1055,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.resume and not checkpoint.exists():
         parser.error(f"--resume: no checkpoint at {checkpoint}")
     try:
-        config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-            warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-            decay_bn_and_bias=not args.no_decay_bn_bias, precision=args.precision,
-            compile=args.compile, device=args.device, seed=args.seed,
-            checkpoint=str(checkpoint), progress=args.progress,
-        )  # fmt: skip
+        config = config_from_args(args)
         seed_everything(args.seed)  # the same initial weights for the same seed
         model = build_model(args.model, zero_init_residual=args.zero_init_residual)
     except ValueError as error:

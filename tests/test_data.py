@@ -131,6 +131,59 @@ def test_per_class_keeps_the_source_order_when_classes_interleave():
     assert subset.images.flatten().tolist() == [0, 1, 2, 3, 4, 5]  # positions, in order
 
 
+def test_validation_split_holds_out_the_last_500_of_each_class(data_root, cifar_train):
+    # Oracle: the positions of each class in the training set, by hand; the last 500 are held out.
+    held_out = []
+    for c in range(10):
+        positions = [i for i, label in enumerate(cifar_train.labels.tolist()) if label == c]
+        held_out += positions[-500:]
+    held_out = torch.tensor(sorted(held_out))
+    kept = torch.tensor(sorted(set(range(50_000)) - set(held_out.tolist())))
+    val = rtdata.cifar10("val5k", root=data_root, download=False)
+    train = rtdata.cifar10("train45k", root=data_root, download=False)
+    assert torch.bincount(val.labels).tolist() == [500] * 10  # balanced
+    assert torch.bincount(train.labels).tolist() == [4500] * 10
+    # disjoint and together the training set: a partition of its positions, in source order
+    assert torch.equal(val.images, cifar_train.images[held_out])
+    assert torch.equal(val.labels, cifar_train.labels[held_out])
+    assert torch.equal(train.images, cifar_train.images[kept])
+    assert torch.equal(train.labels, cifar_train.labels[kept])
+    assert "(val5k)" in val.source and "(train45k)" in train.source
+    again = rtdata.cifar10("val5k", root=data_root, download=False)  # fixed: no random draw
+    assert torch.equal(again.images, val.images)
+
+
+def test_validation_split_by_hand_on_interleaved_classes(monkeypatch):
+    # Classes 0, 1, 2 at positions 1 3 6 9 / 2 5 8 10 / 0 4 7 11; two held out per class: the
+    # last two of each, positions 6 9, 8 10 and 7 11.
+    monkeypatch.setattr(rtdata, "VALIDATION_PER_CLASS", 2)
+    labels = torch.tensor([2, 0, 1, 0, 2, 1, 0, 2, 1, 0, 1, 2])
+    images = torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1)
+    data = rtdata.ImageSet(images, labels, ("a", "b", "c"), "hand-made")
+    val = rtdata._validation_split(data, "val5k")
+    train = rtdata._validation_split(data, "train45k")
+    assert val.images.flatten().tolist() == [6, 7, 8, 9, 10, 11]
+    assert train.images.flatten().tolist() == [0, 1, 2, 3, 4, 5]
+    monkeypatch.setattr(rtdata, "VALIDATION_PER_CLASS", 4)
+    with pytest.raises(ValueError, match="holds out 4 images per class, but .* only 4"):
+        rtdata._validation_split(data, "val5k")
+
+
+def test_per_class_subsets_of_the_splits_stay_apart(data_root, monkeypatch):
+    # The quick subsets take the first images of each class: never the held-out last 500.
+    first = rtdata.cifar10("train", root=data_root, per_class=200, download=False)
+    val = rtdata.cifar10("val5k", root=data_root, per_class=100, download=False)
+    full_val = rtdata.cifar10("val5k", root=data_root, download=False)
+    assert torch.bincount(val.labels).tolist() == [100] * 10
+    assert torch.equal(val.images, rtdata._first_per_class(full_val, 100, "val5k").images)
+    subset = rtdata.cifar10("train45k", root=data_root, per_class=200, download=False)
+    assert torch.equal(subset.images, first.images)  # the first 200 are never held out
+    # the cap of `make test-full-path` applies after the split, not before it
+    monkeypatch.setenv("RESNET_TUTORIAL_MAX_PER_CLASS", "10")
+    capped = rtdata.cifar10("val5k", root=data_root, download=False)
+    assert torch.equal(capped.images, rtdata._first_per_class(full_val, 10, "val5k").images)
+
+
 def test_cifar10_train_statistics(cifar_train):
     mean, std = rtdata.channel_stats(cifar_train.images)
     assert mean == pytest.approx(README_MEAN, abs=6e-5)
@@ -288,7 +341,7 @@ def test_a_tree_with_other_classes_or_sizes_is_refused(tmp_path, cache):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"split": "val"}, r"split='val'.*'train' or 'test'"),
+        ({"split": "val"}, r"split='val'.*'train', 'test', 'train45k', 'val5k'"),
         ({"split": "test", "per_class": 0}, r"per_class=0.*1 to 2"),
         ({"split": "test", "per_class": -1}, r"per_class=-1.*1 to 2"),
         ({"split": "test", "per_class": 3}, r"per_class=3.*1 to 2"),

@@ -7,6 +7,11 @@ import json
 import math
 import os
 import re
+import shlex
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,8 +129,49 @@ def test_defaults_are_the_papers_recipe():
         1e-4,
     )
     assert config.schedule == "step" and not config.nesterov and config.augment
-    # 182 epochs of 45k images at batch 128 are the paper's 64k iterations.
-    assert abs(config.epochs * math.ceil(45_000 / 128) - 64_000) < 200
+    assert (config.epochs, config.iterations) == (None, 64_000)  # He et al. 2016, Sec. 4.2
+
+
+def test_the_default_on_all_50k_images_is_164_epochs_divided_at_32062_and_48093():
+    # By hand: 50,000 / 128 -> 391 steps per epoch (the last batch holds 80 images);
+    # 64,000 / 391 = 163.7 -> 164 epochs = 64,124 steps; 64,124 / 2 = 32,062 and
+    # 64,124 * 3 / 4 = 48,093 exactly.
+    config = TrainConfig()
+    assert config.epochs_for(391) == 164
+    lrs = learning_rates(config, steps_per_epoch=391)
+    assert len(lrs) == 64_124
+    expected = {0: 0.1, 32_061: 0.1, 32_062: 0.01, 48_092: 0.01, 48_093: 0.001, 64_123: 0.001}
+    assert {step: lrs[step] for step in expected} == pytest.approx(expected)
+    # On the paper's 45k training images: 352 steps per epoch, 182 epochs = 64,064 steps.
+    assert config.epochs_for(352) == 182 and len(learning_rates(config, 352)) == 64_064
+
+
+@pytest.mark.parametrize(
+    ("options", "steps_per_epoch", "epochs"),
+    [
+        ({"iterations": 100}, 10, 10),  # exactly 10 epochs
+        ({"iterations": 100}, 7, 15),  # 14 epochs are 98 steps: one more epoch
+        ({"iterations": 1}, 391, 1),
+        ({"epochs": 3}, 7, 3),  # epochs are epochs, whatever the steps
+    ],
+)
+def test_iterations_round_up_to_whole_epochs(options, steps_per_epoch, epochs):
+    config = TrainConfig(**options)
+    assert config.epochs_for(steps_per_epoch) == epochs
+    assert len(learning_rates(config, steps_per_epoch)) == epochs * steps_per_epoch
+
+
+def test_epochs_or_iterations_not_both():
+    with pytest.raises(ValueError, match="give epochs or iterations, not both; got epochs=5"):
+        TrainConfig(epochs=5, iterations=1000)
+    # replace() keeps the default's iterations=64000: the message says what to do
+    with pytest.raises(ValueError, match="pass the other as None"):
+        dataclasses.replace(TrainConfig(), epochs=5)
+    assert dataclasses.replace(TrainConfig(), epochs=5, iterations=None).epochs == 5
+    with pytest.raises(ValueError, match=r"warmup_epochs=5 must be below the run's 2 epochs"):
+        TrainConfig(iterations=20, warmup_epochs=5).epochs_for(10)
+    with pytest.raises(ValueError, match="steps_per_epoch must be an integer >= 1, got 0"):
+        TrainConfig().epochs_for(0)
 
 
 @pytest.mark.parametrize(
@@ -133,6 +179,8 @@ def test_defaults_are_the_papers_recipe():
     [
         ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
         ({"epochs": 2.5}, "epochs must be an integer"),
+        ({"iterations": 0}, "iterations must be an integer >= 1, got 0"),
+        ({"iterations": 1e3}, "iterations must be an integer >= 1, got 1000.0"),
         ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
         ({"lr": 0}, "lr must be a finite number > 0, got 0"),
         ({"lr": float("nan")}, "lr must be a finite number > 0"),
@@ -158,6 +206,11 @@ def test_bad_settings_raise_a_clear_error(options, message):
 def test_config_round_trips_through_a_dict():
     config = TrainConfig(epochs=3, schedule="cosine", checkpoint=os.path.join("runs", "c.pt"))
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    config = TrainConfig(iterations=500)
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    # A checkpoint written before `iterations` existed has only `epochs`.
+    old = {k: v for k, v in TrainConfig(epochs=164).to_dict().items() if k != "iterations"}
+    assert TrainConfig.from_dict(old) == TrainConfig(epochs=164)
 
 
 def test_no_weight_decay_on_bn_and_biases_when_asked():
@@ -320,6 +373,59 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert load_checkpoint(tmp_path / "run.pt")["epoch"] == 4
 
 
+def test_a_run_of_iterations_trains_whole_epochs_and_divides_at_half_and_three_quarters():
+    # 160 images at batch 32: 5 steps per epoch; 12 iterations -> 3 epochs = 15 steps, the lr
+    # divided at steps int(7.5) = 7 and int(11.25) = 11. The lr of each epoch's last step
+    # (4, 9, 14): 0.05, 0.005, 0.0005.
+    config = dataclasses.replace(QUICK, epochs=None, iterations=12)
+    history = fit(TinyNet(), TRAIN, TEST, config)
+    assert history.epoch == [1, 2, 3]
+    assert history.lr == pytest.approx([0.05, 0.005, 0.0005])
+
+
+def test_a_checkpoint_of_epochs_resumes_under_the_same_length_in_iterations(tmp_path):
+    # 4 epochs of 5 steps = 20 steps; iterations=17 and iterations=20 both round up to 4 epochs.
+    config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "straight.pt"))
+    straight = TinyNet()
+    history = fit(straight, TRAIN, TEST, config)
+    interrupted = dataclasses.replace(config, checkpoint=str(tmp_path / "run.pt"))
+    with pytest.raises(Stop):
+        fit(TinyNet(fail_at=11, stop=True), TRAIN, TEST, interrupted)
+    resumed = TinyNet(seed=123)
+    as_iterations = dataclasses.replace(interrupted, epochs=None, iterations=17)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same run: no warning
+        resumed_history = fit(resumed, TRAIN, TEST, as_iterations, resume=tmp_path / "run.pt")
+    assert without_seconds(resumed_history) == without_seconds(history)
+    expected = straight.state_dict()
+    assert all(torch.equal(tensor, expected[k]) for k, tensor in resumed.state_dict().items())
+    longer = dataclasses.replace(as_iterations, iterations=21)  # 5 epochs: another run
+    with pytest.warns(UserWarning, match=r"epochs \(4 -> 5\)"):
+        fit(TinyNet(), TRAIN, TEST, longer, resume=tmp_path / "straight.pt")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_makefile_resumes_the_paper_run_with_the_settings_it_started_with():
+    # The paper run was started with `--epochs 164 --precision bf16 --progress`; its checkpoint
+    # holds this config. The Makefile's command (as make expands it) must resume it as the same
+    # run: no warning, 164 epochs of 391 steps.
+    started = TrainConfig(epochs=164, precision="bf16", progress=True,
+                          checkpoint="runs/paper_resnet20/checkpoint.pt")  # fmt: skip
+    root = Path(__file__).resolve().parent.parent
+    printed = subprocess.run(
+        ["make", "-nB", "book/results/paper_resnet20.json", "RESULTS_PRECISION=bf16"],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    command = printed.replace("\\\n", " ").split("-m resnet_tutorial.train", 1)[1]
+    command = command.split("$(test -f", 1)[0]  # the shell adds --resume when a checkpoint exists
+    args = train_module._parser().parse_args([*shlex.split(command), "--resume"])
+    config = train_module.config_from_args(args)
+    assert config.checkpoint == started.checkpoint and config.epochs_for(391) == 164
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_module._warn_if_changed(started, config, 391)
+
+
 def test_resume_warns_when_the_settings_differ(tmp_path):
     config = dataclasses.replace(QUICK, epochs=1, checkpoint=str(tmp_path / "c.pt"))
     fit(TinyNet(), TRAIN, TEST, config)
@@ -392,6 +498,19 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
     assert 0 <= written["final_test_error"] <= 1
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
     assert f"wrote {out / 'result.json'}" in capsys.readouterr().out
+    # --iterations: 30 images at batch 10 are 3 steps per epoch; 5 steps -> 2 epochs
+    argv = ["--iterations", "5", "--per-class", "3", "--out", str(tmp_path / "it")]
+    result = train_module.main([*argv, "--batch-size", "10", "--device", "cpu"])
+    assert result["history"]["epoch"] == [1, 2]
+    assert (result["config"]["epochs"], result["config"]["iterations"]) == (None, 5)
+
+
+def test_the_command_line_defaults_to_the_papers_64k_iterations(tmp_path):
+    args = train_module._parser().parse_args(["--out", str(tmp_path)])
+    config = train_module.config_from_args(args)
+    assert (config.epochs, config.iterations) == (None, 64_000)
+    args = train_module._parser().parse_args(["--out", str(tmp_path), "--epochs", "10"])
+    assert (train_module.config_from_args(args).epochs, args.iterations) == (10, None)
 
 
 @pytest.mark.parametrize(
@@ -400,6 +519,8 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
         (["--model", "resnet20"], "unknown model 'resnet20'"),
         (["--model", "cifar_resnet21"], "depth must be 6n \\+ 2"),
         (["--epochs", "0"], "must be an integer >= 1, got '0'"),
+        (["--iterations", "-5"], "must be an integer >= 1, got '-5'"),
+        (["--epochs", "2", "--iterations", "5"], "give epochs or iterations, not both"),
         (["--schedule", "linear"], "invalid choice: 'linear'"),
         (["--resume"], "no checkpoint at"),
     ],
