@@ -55,7 +55,7 @@ PAPER_ITERATIONS = 64_000  # optimizer steps of the paper's CIFAR-10 runs (Sec. 
 
 
 def scale() -> Literal["quick", "full"]:
-    """`"full"` on CUDA, `"quick"` on the CPU; `$RESNET_TUTORIAL_SCALE` overrides (DESIGN §4)."""
+    """`"full"` on CUDA, `"quick"` on the CPU; `$RESNET_TUTORIAL_SCALE` overrides (README)."""
     value = os.environ.get("RESNET_TUTORIAL_SCALE", "")
     if value == "":
         return "full" if torch.cuda.is_available() else "quick"
