@@ -1092,7 +1092,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         state = {k: v.cpu() for k, v in _unwrap(model).state_dict().items()}
         save_checkpoint(weights, state)  # a plain state_dict, loadable with weights_only=True
         result_path.write_text(json.dumps(result, indent=1) + "\n")
-        print(f"test error {result['final_test_error']:.2%} after {len(history)} epochs")
+        epochs = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
+        print(f"test error {result['final_test_error']:.2%} after {epochs}")
         print(f"wrote {result_path}, {weights} and {checkpoint}")
     return result
 
