@@ -4,9 +4,10 @@ Where the data comes from: the `root` argument, else `$RESNET_TUTORIAL_DATA`, el
 `~/.cache/resnet_tutorial`. Under that root CIFAR-10 is read from torchvision's python batches
 (`cifar-10-batches-py/`), else from an ImageFolder tree (`cifar10/{train,test}/<class>/*.jpg`),
 else downloaded through torchvision. `cifar10("train45k")` and `cifar10("val5k")` split the
-training set into the 45k/5k train/validation split of He et al. (2016, Sec. 4.2): the last 500
-images of each class are held out. Decoded ImageFolder trees are cached as one tensor file under
-`$RESNET_TUTORIAL_CACHE` (else `~/.cache/resnet_tutorial`), so the second load takes about a second.
+training set into a 45k/5k train/validation split like that of He et al. (2016, Sec. 4.2),
+who do not say which images they held out: here the last 500 images of each class. Decoded
+ImageFolder trees are cached as one tensor file under `$RESNET_TUTORIAL_CACHE` (else
+`~/.cache/resnet_tutorial`), so the second load takes about a second.
 `DeviceLoader` keeps a whole split on the training device and shuffles, crops, flips and
 normalises whole batches there: no worker processes, no per-image Python.
 """
@@ -60,7 +61,7 @@ FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 
 CROP_PADDING = 4  # zeros around each side before the random crop (He et al. 2016, Sec. 4.2)
-# The paper's 45k/5k train/val split: 500 of each class's 5,000 training images held out.
+# A 45k/5k train/val split like the paper's: 500 of each class's 5,000 training images held out.
 VALIDATION_PER_CLASS = 500
 
 _CIFAR_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -112,8 +113,8 @@ def cifar10(
     """CIFAR-10 (Krizhevsky 2009): uint8 images (N, 3, 32, 32), labels in CIFAR-10's class order.
 
     Args:
-        split: "train" (5,000 images per class) or "test" (1,000 per class); or the paper's
-            train/val split of "train" (He et al. 2016, Sec. 4.2): "val5k", the last 500
+        split: "train" (5,000 images per class) or "test" (1,000 per class); or a train/val
+            split of "train" like the paper's (He et al. 2016, Sec. 4.2): "val5k", the last 500
             images of each class in source order, and "train45k", the other 4,500. They are
             disjoint, fixed (no random draw) and together exactly "train"; each keeps the
             source order.
