@@ -1,4 +1,4 @@
-"""Residual blocks and the shortcuts that join them (He et al. 2016a; 2016b; He et al. 2019).
+"""Residual blocks and the shortcuts that join them (He et al. 2016a; 2016b; He et al. 2019a).
 
 Attribute names follow torchvision's `models/resnet.py` (`conv1`, `bn1`, `downsample`, ...)
 because weight compatibility requires it: `load_state_dict(torchvision_model.state_dict())`
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -66,7 +65,7 @@ def make_shortcut(
     A: identity, or zero-padding where the shape changes (no parameters).
     B: identity, or a 1×1 projection + BN where the shape changes (torchvision's choice).
     C: a 1×1 projection + BN on every block.
-    D: identity, or average-pool then 1×1 projection + BN (ResNet-D, He et al. 2019, Fig. 2c).
+    D: identity, or average-pool then 1×1 projection + BN (ResNet-D, He et al. 2019a, Fig. 2c).
     None: the plain network has no shortcut; its blocks are built with `residual=False`.
 
     `norm=False` leaves the BN out of the projections: pre-activation blocks project their
@@ -130,15 +129,12 @@ class BasicBlock(nn.Module):
             out = out + self.downsample(x)
         return self.relu(out)
 
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn2
-
 
 class Bottleneck(nn.Module):
     """Bottleneck block: 1×1 reduce, 3×3, 1×1 expand (He et al. 2016a, Sec. 4.1, Fig. 5).
 
     `stride_on="3x3"` puts the stride on the 3×3 convolution (torchvision, "ResNet v1.5",
-    ResNet-B of He et al. 2019); `"1x1"` puts it on the first 1×1, as in the paper, which then
+    ResNet-B of He et al. 2019a); `"1x1"` puts it on the first 1×1, as in the paper, which then
     never looks at three quarters of its input positions. `groups` and `width_per_group` give
     ResNeXt (Xie et al. 2017) and wide ResNets (Zagoruyko & Komodakis 2016).
     """
@@ -179,9 +175,6 @@ class Bottleneck(nn.Module):
             out = out + self.downsample(x)
         return self.relu(out)
 
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.bn3
-
 
 class PreActBasicBlock(nn.Module):
     """Pre-activation basic block: BN-ReLU-conv twice, y = x + F(x) (He et al. 2016b, Fig. 4e).
@@ -215,11 +208,10 @@ class PreActBasicBlock(nn.Module):
         out = self.conv2(self.relu(self.bn2(self.conv1(pre))))
         if not self.residual:
             return out
+        # The identity adds the raw x, untouched from block to block; a projection (where the
+        # shape changes) reads the normalised `pre`, as in the authors' code (He et al. 2016b).
         shortcut_input = x if isinstance(self.downsample, nn.Identity) else pre
         return out + self.downsample(shortcut_input)
-
-    def last_conv(self) -> nn.Conv2d:
-        return self.conv2
 
 
 class PreActBottleneck(nn.Module):
@@ -260,11 +252,10 @@ class PreActBottleneck(nn.Module):
         out = self.conv3(self.relu(self.bn3(out)))
         if not self.residual:
             return out
+        # The identity adds the raw x, untouched from block to block; a projection (where the
+        # shape changes) reads the normalised `pre`, as in the authors' code (He et al. 2016b).
         shortcut_input = x if isinstance(self.downsample, nn.Identity) else pre
         return out + self.downsample(shortcut_input)
-
-    def last_conv(self) -> nn.Conv2d:
-        return self.conv3
 
 
 Block = type[BasicBlock] | type[Bottleneck] | type[PreActBasicBlock] | type[PreActBottleneck]
@@ -277,8 +268,14 @@ def zero_init_last(block: nn.Module) -> None:
     Goyal et al. 2017, Sec. 5.1 (arXiv:1706.02677); for pre-activation blocks, which end in a
     convolution, that convolution is zeroed instead.
     """
-    with torch.no_grad():
-        if hasattr(block, "last_bn"):
-            block.last_bn().weight.zero_()
-        else:
-            block.last_conv().weight.zero_()
+    # torchvision's idiom: the last BN of a block of each kind (the last conv for pre-activation)
+    if isinstance(block, Bottleneck):
+        nn.init.zeros_(block.bn3.weight)
+    elif isinstance(block, BasicBlock):
+        nn.init.zeros_(block.bn2.weight)
+    elif isinstance(block, PreActBottleneck):
+        nn.init.zeros_(block.conv3.weight)
+    elif isinstance(block, PreActBasicBlock):
+        nn.init.zeros_(block.conv2.weight)
+    else:
+        raise TypeError(f"zero_init_last needs one of the four blocks, got {type(block).__name__}")

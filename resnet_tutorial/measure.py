@@ -1,4 +1,5 @@
-"""What a network costs and what flows through it: parameters, multiply-adds, shapes, gradients."""
+"""What a network costs and what flows through it: parameters, multiply-adds, shapes, gradients,
+responses, and the confusion counts of its predictions."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from ._util import check_positive_int, model_device
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -47,7 +50,7 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> str:
     """
     from torchsummary import summary as torchsummary_summary
 
-    device = next(model.parameters()).device
+    device = model_device(model)
     was_training = model.training
     identities = [
         (parent, name, child)
@@ -72,8 +75,8 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> str:
 
 def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]]]:
     """Shape of the tensor at the input, after the stem, after each stage and after the head."""
+    check_input(model, x)
     trace = [("input", tuple(x.shape))]
-    model.check_input(x)
     with torch.no_grad():
         x = model.stem(x)
         trace.append(("stem", tuple(x.shape)))
@@ -83,6 +86,44 @@ def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]
         x = model.head(x)
         trace.append(("head", tuple(x.shape)))
     return trace
+
+
+def check_input(model: nn.Module, x: Tensor) -> None:
+    """Raise a clear error for an input that `model` (a ResNet) cannot take, before it runs.
+
+    The model itself leaves this to torch's layers, whose messages are less direct.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(
+            f"input must be 4-D (N, C, H, W), got {x.dim()}-D with shape {tuple(x.shape)}"
+        )
+    if x.shape[1] != model.in_channels:
+        raise ValueError(
+            f"input has {x.shape[1]} channels, the network expects {model.in_channels} "
+            f"(shape {tuple(x.shape)})"
+        )
+
+
+def confusion_counts(
+    targets: Tensor | Sequence[int], predictions: Tensor | Sequence[int], num_classes: int
+) -> Tensor:
+    """[num_classes, num_classes] int64 counts: row = true class, column = predicted class."""
+    t = torch.as_tensor(targets).flatten().long()
+    p = torch.as_tensor(predictions).flatten().long()
+    if len(p) != len(t):
+        raise ValueError(f"predictions has {len(p)} entries but targets has {len(t)}")
+    check_positive_int("num_classes", num_classes)
+    for name, v in (("targets", t), ("predictions", p)):
+        if len(v) and (v.min() < 0 or v.max() >= num_classes):
+            raise ValueError(
+                f"{name} must be class indices in [0, {num_classes}), "
+                f"got values from {int(v.min())} to {int(v.max())}"
+            )
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.long, device=t.device)
+    counts.index_put_((t, p.to(t.device)), torch.ones_like(t), accumulate=True)
+    return counts.cpu()
 
 
 def _blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:

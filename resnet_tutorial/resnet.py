@@ -8,10 +8,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ._util import check_positive_int
 from .blocks import (
     BOTTLENECKS,
-    SHORTCUTS,
-    STRIDE_ON,
     BasicBlock,
     Block,
     Bottleneck,
@@ -37,6 +36,8 @@ DEPTHS: dict[int, tuple[Block, tuple[int, ...]]] = {
 }
 # The CIFAR family of Sec. 4.2: depth 6n + 2, three stages of n basic blocks each.
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+# The only bottleneck options a basic block can take: their defaults.
+BASIC_BLOCK_OPTIONS = {"groups": 1, "width_per_group": 64, "stride_on": "3x3"}
 PREACT = {BasicBlock: PreActBasicBlock, Bottleneck: PreActBottleneck}
 
 
@@ -83,7 +84,7 @@ class ResNet(nn.Module):
         layers: blocks per stage, one entry per stage (a row of Table 1).
         num_classes: outputs of the final fully connected layer.
         stem: "imagenet" (7×7/2 conv, BN, ReLU, 3×3/2 max-pool), "deep" (ResNet-C: three 3×3
-            convs, He et al. 2019) or "cifar" (one 3×3 conv, no pool, Sec. 4.2).
+            convs, He et al. 2019a) or "cifar" (one 3×3 conv, no pool, Sec. 4.2).
         widths: channels of each stage before expansion; the stem outputs `widths[0]`.
         shortcut: "A", "B", "C", "D" or None (plain network); see `make_shortcut`.
         stride_on: where a bottleneck puts its stride ("3x3" or "1x1").
@@ -110,38 +111,44 @@ class ResNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
+        # Each option is checked once, here or where it is used (make_shortcut: shortcut,
+        # Bottleneck: stride_on, _make_stem: stem).
+        check_positive_int("num_classes", num_classes)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("groups", groups)
+        check_positive_int("width_per_group", width_per_group)
+        if not isinstance(preact, bool):
+            raise TypeError(f"preact must be True or False, got {preact!r}")
+        if len(layers) == 0 or len(layers) != len(widths):
+            raise ValueError(
+                f"layers and widths need one entry per stage, got layers={list(layers)} and "
+                f"widths={list(widths)}"
+            )
         if zero_init_residual and shortcut is None:
             raise ValueError("zero_init_residual=True needs a residual network, got shortcut=None")
-        _check_options(
-            block,
-            layers,
-            widths,
-            num_classes,
-            stem,
-            shortcut,
-            stride_on,
-            preact,
-            groups,
-            width_per_group,
-            in_channels,
-        )
-        if preact:
-            block = PREACT.get(block, block)
         block_options = {}
         if block in BOTTLENECKS:
-            block_options = {
-                "groups": groups,
-                "width_per_group": width_per_group,
-                "stride_on": stride_on,
-            }
+            block_options = {"groups": groups, "width_per_group": width_per_group,
+                             "stride_on": stride_on}  # fmt: skip
+        else:
+            given = {"groups": groups, "width_per_group": width_per_group, "stride_on": stride_on}
+            changed = [f"{k}={v!r}" for k, v in given.items() if v != BASIC_BLOCK_OPTIONS[k]]
+            if changed:
+                raise ValueError(
+                    f"{', '.join(changed)} need bottleneck blocks (depth 50, 101 or 152): a "
+                    "basic block has no grouped 3×3 to widen and no 1×1 conv to put the stride on"
+                )
+        if preact:
+            block = PREACT.get(block, block)
         self.in_channels = in_channels
-        self.preact = preact
         self._make_stem(stem, in_channels, widths[0], preact)
+        # The body: torchvision writes layer1 … layer4 out; the CIFAR nets have three stages and
+        # the table any number, so the stages are added in a loop under the same names.
         channels = widths[0]
         for i, (depth, width) in enumerate(zip(layers, widths), start=1):
-            stride = 1 if i == 1 else 2
+            stride = 1 if i == 1 else 2  # the first stage keeps the stem's resolution
             stage = make_stage(block, channels, width, depth, stride, shortcut, **block_options)
-            setattr(self, f"layer{i}", stage)  # torchvision's names: layer1 … layer4
+            setattr(self, f"layer{i}", stage)
             channels = width * block.expansion
         self.num_stages = len(layers)
         self.out_channels = channels
@@ -149,22 +156,23 @@ class ResNet(nn.Module):
         self.post_norm = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU()) if preact else None
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
-        self.stride_two_layers = (2 if stem != "cifar" else 0) + self.num_stages - 1
         self._init_weights(zero_init_residual)
 
     def _make_stem(self, stem: Stem, in_channels: int, width: int, preact: bool) -> None:
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
         elif stem == "deep":
-            # ResNet-C: three 3×3 convs replace the 7×7 (He et al. 2019, Fig. 2b); timm's keys.
+            # ResNet-C: three 3×3 convs replace the 7×7 (He et al. 2019a, Fig. 2b); timm's keys.
             half = width // 2
             self.conv1 = nn.Sequential(
                 conv3x3(in_channels, half, stride=2), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
                 conv3x3(half, half), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
                 conv3x3(half, width),
             )  # fmt: skip
-        else:
+        elif stem == "cifar":
             self.conv1 = conv3x3(in_channels, width)
+        else:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         # The CIFAR pre-activation net starts with a bare conv: its first block normalises.
         plain_cifar_preact = stem == "cifar" and preact
         self.bn1 = nn.Identity() if plain_cifar_preact else nn.BatchNorm2d(width)
@@ -191,11 +199,6 @@ class ResNet(nn.Module):
         """The body's stages in order (`layer1`, `layer2`, …)."""
         return [getattr(self, f"layer{i}") for i in range(1, self.num_stages + 1)]
 
-    @property
-    def min_input_size(self) -> int:
-        """The smallest height and width that every stride-2 layer can still halve (≥ 2 px)."""
-        return 2 ** (self.stride_two_layers - 1) + 1 if self.stride_two_layers else 1
-
     def stem(self, x: Tensor) -> Tensor:
         """Input → first feature map: (N, 3, 224, 224) → (N, 64, 56, 56) for ImageNet."""
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -213,69 +216,7 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        self.check_input(x)
         return self.head(self.body(self.stem(x)))
-
-    def check_input(self, x: Tensor) -> None:
-        """Raise a clear error for an input the network cannot take, before any convolution."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(
-                f"input must be 4-D (N, C, H, W), got {x.dim()}-D with shape {tuple(x.shape)}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"input has {x.shape[1]} channels, the network expects {self.in_channels} "
-                f"(shape {tuple(x.shape)})"
-            )
-        if min(x.shape[2:]) < self.min_input_size:
-            raise ValueError(
-                f"input {tuple(x.shape[2:])} is too small to survive the downsampling: "
-                f"{self.stride_two_layers} stride-2 layers need at least "
-                f"{self.min_input_size}×{self.min_input_size} pixels"
-            )
-
-
-def _check_options(block, layers, widths, num_classes, stem, shortcut, stride_on, preact,
-                   groups, width_per_group, in_channels) -> None:  # fmt: skip
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("in_channels", in_channels)
-    _check_positive_int("groups", groups)
-    _check_positive_int("width_per_group", width_per_group)
-    if stem not in STEMS:
-        raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of 'A', 'B', 'C', 'D' or None, got {shortcut!r}")
-    if stride_on not in STRIDE_ON:
-        raise ValueError(f"stride_on must be '3x3' or '1x1', got {stride_on!r}")
-    if not isinstance(preact, bool):
-        raise TypeError(f"preact must be True or False, got {preact!r}")
-    if len(layers) == 0 or len(layers) != len(widths):
-        raise ValueError(
-            f"layers and widths need one entry per stage, got layers={list(layers)} and "
-            f"widths={list(widths)}"
-        )
-    for depth in layers:
-        _check_positive_int("layers entries", depth)
-    bottleneck = block in BOTTLENECKS
-    if not bottleneck and (groups != 1 or width_per_group != 64):
-        raise ValueError(
-            f"groups={groups} and width_per_group={width_per_group} need bottleneck blocks "
-            "(depth 50, 101 or 152); basic blocks allow only groups=1, width_per_group=64"
-        )
-    if not bottleneck and stride_on != "3x3":
-        raise ValueError(
-            f"stride_on={stride_on!r} applies to bottleneck blocks (depth 50, 101 or 152); "
-            "a basic block has no 1×1 convolution to put the stride on"
-        )
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
 
 
 def resnet(
@@ -356,7 +297,7 @@ def cifar_resnet(
             f"depth must be 6n + 2 with n >= 1 (e.g. {', '.join(map(str, CIFAR_DEPTHS))}), "
             f"got {depth}"
         )
-    _check_positive_int("width", width)
+    check_positive_int("width", width)
     n = (depth - 2) // 6
     return ResNet(
         BasicBlock, (n, n, n), num_classes, stem="cifar", widths=(width, 2 * width, 4 * width),
