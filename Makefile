@@ -65,7 +65,7 @@ test-oldest-torch:
 	bash .ci/oldest-torch
 
 test-site: book
-	$(PY) tests/check_site.py _build/html
+	$(PY) .ci/check_site.py _build/html
 
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
@@ -90,7 +90,7 @@ RESULTS_JOBS ?= 2
 RESULTS_THREADS ?= 1
 FIG6_MODELS := plain56 resnet56 plain20 resnet20
 FIG6_EPOCHS ?= 10
-TRAIN_CLI = OMP_NUM_THREADS=$(RESULTS_THREADS) PYTHONUNBUFFERED=1 $(PY) -m resnet_tutorial.train \
+TRAIN_CLI = OMP_NUM_THREADS=$(RESULTS_THREADS) PYTHONUNBUFFERED=1 $(PY) -m resnet_tutorial \
 	--precision $(RESULTS_PRECISION) --progress
 
 results: results-fig6 results-paper

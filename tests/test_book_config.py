@@ -1,4 +1,4 @@
-"""The book's configuration and the pure helpers of tests/check_site.py.
+"""The book's configuration and the pure helpers of .ci/check_site.py.
 
 Fast checks that need neither a build nor a browser: `make test-site` does the real thing.
 """
@@ -21,8 +21,8 @@ TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 
 
 def _load_check_site():
-    """tests/check_site.py (tests/ is not a package)."""
-    path = Path(__file__).with_name("check_site.py")
+    """.ci/check_site.py (not a package)."""
+    path = Path(__file__).parent.parent / ".ci" / "check_site.py"
     spec = importlib.util.spec_from_file_location("check_site", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -105,13 +105,26 @@ def test_every_citation_in_the_book_is_in_references_bib() -> None:
     assert sorted(cited - set(BIB.entries)) == []
 
 
+def test_same_authors_and_year_are_told_apart_by_a_letter() -> None:
+    # The author-year labels would print "He et al., 2016" for two papers: APA's 2016a, 2016b.
+    groups: dict[tuple[str, str], list[str]] = {}
+    for entry in BIB.entries.values():
+        first = str(entry.persons["author"][0].last_names[0])
+        groups.setdefault((first, entry.fields["year"][:4]), []).append(entry.fields["year"])
+    for (author, year), years in groups.items():
+        if len(years) == 1:
+            assert years == [year], f"{author} {year}: a letter with nothing to tell apart"
+        else:
+            assert sorted(years) == [year + "abcdefgh"[i] for i in range(len(years))], author
+
+
 @pytest.mark.parametrize("key", sorted(BIB.entries))
 def test_bib_entry_is_complete(key: str) -> None:
     entry = BIB.entries[key]
     assert entry.persons.get("author"), f"{key} has no author"
     for field in ("title", "year"):
         assert entry.fields.get(field), f"{key} has no {field}"
-    assert re.fullmatch(r"(19|20)\d\d", entry.fields["year"])
+    assert re.fullmatch(r"(19|20)\d\d[a-z]?", entry.fields["year"])
     if entry.type == "inproceedings":
         assert entry.fields.get("booktitle"), f"{key} has no booktitle"
     assert {"doi", "url", "eprint"} & set(entry.fields), f"{key}: give a doi, url or eprint"

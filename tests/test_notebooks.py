@@ -34,9 +34,9 @@ REPOSITORY_URL: str = CONFIG["repository"]["url"]
 
 
 def _load_check_site():
-    """tests/check_site.py, the one parser of _toc.yml (tests/ is not a package)."""
+    """.ci/check_site.py, the one parser of _toc.yml (not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "check_site", Path(__file__).with_name("check_site.py")
+        "check_site", Path(__file__).parent.parent / ".ci" / "check_site.py"
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there

@@ -1,6 +1,6 @@
 """The deep stem (ResNet-C) and the average-pool shortcut (ResNet-D) against timm's models.
 
-He et al. (2019) describe ResNet-C and ResNet-D; timm implements them as `resnet50c`,
+He et al. (2019a) describe ResNet-C and ResNet-D; timm implements them as `resnet50c`,
 `resnet50d` and `resnet18d`, and the package claims timm's parameter names for them. timm's
 randomly initialised models (no download) load key for key into ours and give the same outputs.
 timm is a pinned test dependency (requirements.txt), not a dependency of the package.

@@ -1,6 +1,6 @@
 """Open every page of the built book in headless Chromium and check what a reader would see.
 
-Usage (after `jupyter-book build .`):  python tests/check_site.py _build/html
+Usage (after `jupyter-book build .`):  python .ci/check_site.py _build/html
 
 The pages are those of `_toc.yml`. Each one is served from localhost and must: load with a
 <title> that contains its heading; decode every image; where its source has math, typeset every
