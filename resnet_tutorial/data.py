@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from resnet_tutorial._util import check_positive_int
+from resnet_tutorial.checkpoint import atomic_save
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,26 @@ class ImageSet:
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape
         return f"ImageSet({n:,} images of {c}×{h}×{w} uint8, {len(self.classes)} classes)"
+
+
+Data = ImageSet | tuple[Tensor, Tensor]  # uint8 images (N, C, H, W), int64 labels (N,)
+
+
+def as_tensors(data: Data | Tensor) -> tuple[Tensor, Tensor]:
+    """The pair (images, labels) of an `ImageSet` or a tuple; bare images get placeholder labels
+    (zeros), for `predict`."""
+    if isinstance(data, Tensor):
+        return data, torch.zeros(len(data), dtype=torch.long)
+    if hasattr(data, "tensors"):  # an ImageSet (or torch's TensorDataset of two tensors)
+        return data.tensors
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        images, labels = data
+        if isinstance(images, Tensor) and isinstance(labels, Tensor):
+            return images, labels
+    raise TypeError(
+        "data must be an ImageSet or a tuple (images uint8 [N, C, H, W], labels int64 [N]), "
+        f"got {type(data).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,12 +380,9 @@ def _load_cache(path: Path, key: list[object]) -> tuple[Tensor, Tensor] | None:
 
 
 def _save_cache(path: Path, key: list[object], images: Tensor, labels: Tensor) -> None:
-    """Write atomically (a temp file in the same folder, then rename): no half-written file."""
+    """Write atomically (`checkpoint.atomic_save`): never a half-written cache file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as file:
-            torch.save({"key": key, "images": images, "labels": labels}, file)
-        os.replace(file.name, path)
+        atomic_save({"key": key, "images": images, "labels": labels}, path)
     except OSError as error:  # an unwritable cache costs speed, not correctness
         log.warning("could not write the cache %s (%s)", path, error)
 
@@ -446,13 +465,29 @@ def _positive_env(name: str) -> int | None:
     return int(value)
 
 
+def per_class_indices(labels: Tensor | Sequence[int], per_class: int, num_classes: int) -> Tensor:
+    """Positions of the first `per_class` images of each class, in source order within a class,
+    class by class: (num_classes · per_class,) int64."""
+    labels = torch.as_tensor(labels).flatten()
+    check_positive_int("per_class", per_class)
+    check_positive_int("num_classes", num_classes)
+    rank, counts = _rank_in_class(labels, num_classes)
+    for c in range(num_classes):
+        if counts[c] < per_class:
+            raise ValueError(
+                f"per_class={per_class} but class {c} has only {int(counts[c])} images in labels"
+            )
+    picked = torch.nonzero((rank < per_class) & (labels < num_classes)).flatten()  # source order
+    return picked[torch.argsort(labels[picked], stable=True)]
+
+
 def _rank_in_class(labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
     """Each image's position within its class, in source order; and the size of each class."""
     counts = torch.bincount(labels, minlength=num_classes)
     order = torch.argsort(labels, stable=True)  # grouped by class, source order within
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.empty_like(labels)
-    rank[order] = torch.arange(len(labels)) - starts[labels[order]]
+    rank[order] = torch.arange(len(labels), device=labels.device) - starts[labels[order]]
     return rank, counts
 
 
@@ -479,14 +514,13 @@ def _first_per_class(data: ImageSet, per_class: int | None, split: str) -> Image
         per_class = cap
     if per_class is None:
         return data
-    rank, counts = _rank_in_class(data.labels, len(data.classes))
-    fewest = int(counts.min())
+    fewest = int(torch.bincount(data.labels, minlength=len(data.classes)).min())
     if isinstance(per_class, bool) or not isinstance(per_class, int) or not 0 < per_class <= fewest:
         raise ValueError(
             f"per_class={per_class!r} is not allowed for the {split} split; allowed: None or an "
             f"int from 1 to {fewest} (the size of its smallest class)"
         )
-    keep = rank < per_class
+    keep = per_class_indices(data.labels, per_class, len(data.classes)).sort().values
     source = f"{data.source}; first {per_class} per class"
     return ImageSet(data.images[keep], data.labels[keep], data.classes, source)
 
@@ -501,18 +535,17 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = Non
     The offsets come from `generator` on the CPU (reproducible bit for bit), then move to x's
     device; the crop is one `index_select` of image rows, with no loop over images.
     """
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding={padding!r}; allowed: an int >= 0")
+    check_positive_int("padding", padding, minimum=0)
     offsets = torch.randint(0, 2 * padding + 1, (2, x.shape[0]), generator=generator)
     padded = F.pad(x, (padding, padding, padding, padding)).contiguous()  # (N, C, H+2p, W+2p)
-    index = torch.arange(x.shape[0], device=x.device)
-    return _crop(padded, index, offsets.to(x.device), x.shape[-2:])
+    return _crop(padded, offsets.to(x.device), x.shape[-2:])
 
 
 def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Each image (N, C, H, W) mirrored left–right with probability 1/2."""
-    flips = torch.randint(0, 2, (x.shape[0],), generator=generator)
-    return _flip(x, flips.to(x.device))
+    flips = torch.randint(0, 2, (x.shape[0],), generator=generator).to(x.device)
+    both = torch.cat([x, x.flip(-1)])  # (2N, C, H, W): as is, then mirrored
+    return both.index_select(0, torch.arange(len(x), device=x.device) + len(x) * flips)
 
 
 def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor) -> Tensor:
@@ -541,8 +574,8 @@ def _affine(
     return tuple(t.to(device, torch.float32).view(-1, 1, 1) for t in (scale, shift))
 
 
-def _crop(padded: Tensor, index: Tensor, offsets: Tensor, size: tuple[int, int]) -> Tensor:
-    """padded[index[b], :, top:top+H, left:left+W] for every b, with (top, left) = offsets[:, b].
+def _crop(padded: Tensor, offsets: Tensor, size: tuple[int, int]) -> Tensor:
+    """padded[b, :, top:top+H, left:left+W] for every b, with (top, left) = offsets[:, b].
 
     Every image row of the output starts somewhere in the flat padded tensor, so one
     `index_select` over a sliding-window view (no copy) gathers whole rows: no per-pixel index.
@@ -550,21 +583,16 @@ def _crop(padded: Tensor, index: Tensor, offsets: Tensor, size: tuple[int, int])
     n, c, padded_h, padded_w = padded.shape
     h, w = size
     windows = padded.view(-1).unfold(0, w, 1)  # (numel - w + 1, w): every run of w pixels
+    images = torch.arange(n, device=padded.device) * (c * padded_h * padded_w)
     rows = torch.arange(h, device=padded.device)
     channels = torch.arange(c, device=padded.device) * (padded_h * padded_w)
     starts = (
-        index[:, None, None] * (c * padded_h * padded_w)
+        images[:, None, None]
         + channels[None, :, None]
         + (offsets[0, :, None, None] + rows[None, None, :]) * padded_w
         + offsets[1, :, None, None]
-    )  # (B, C, H): where each output row starts
-    return windows.index_select(0, starts.view(-1)).view(len(index), c, h, w)
-
-
-def _flip(x: Tensor, flips: Tensor) -> Tensor:
-    """x[b].flip(-1) where flips[b] is 1, x[b] where it is 0."""
-    both = torch.cat([x, x.flip(-1)])  # (2B, C, H, W): as is, then mirrored
-    return both.index_select(0, torch.arange(len(x), device=x.device) + len(x) * flips)
+    )  # (N, C, H): where each output row starts
+    return windows.index_select(0, starts.view(-1)).view(n, c, h, w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -611,16 +639,12 @@ class DeviceLoader:
         self.augment = train if augment is None else augment
         self.rank, self.world_size = rank, world_size
         self.epoch = 0  # the epoch that the next iter() uses
-        self.size = tuple(images.shape[-2:])
-        if self.augment:  # pad once, here, rather than every batch: (N, C, H + 8, W + 8)
-            images = F.pad(images, (CROP_PADDING,) * 4)
         self.images = images.to(self.device).contiguous()  # uint8, moved once
         self.labels = labels.to(self.device, torch.int64)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use the order and augmentation of `epoch`."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch={epoch!r}; allowed: an int >= 0")
+        check_positive_int("epoch", epoch, minimum=0)
         self.epoch = epoch
 
     @property
@@ -652,15 +676,9 @@ class DeviceLoader:
         generator = seeded_generator(self.seed, epoch, self.rank)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = indices[start : start + self.batch_size]
-            if self.augment:  # the draws of random_crop, then random_flip
-                offsets = torch.randint(
-                    0, 2 * CROP_PADDING + 1, (2, len(index)), generator=generator
-                )
-                flips = torch.randint(0, 2, (len(index),), generator=generator)
-                x = _crop(self.images, index, offsets.to(self.device), self.size)
-                x = _flip(x, flips.to(self.device))
-            else:
-                x = self.images.index_select(0, index)  # (B, C, H, W) uint8
+            x = self.images.index_select(0, index)  # (B, C, H, W) uint8
+            if self.augment:
+                x = random_flip(random_crop(x, CROP_PADDING, generator), generator)
             yield x.float().mul_(self.scale).add_(self.shift), self.labels.index_select(0, index)
 
 
@@ -691,9 +709,8 @@ def _check_loader_args(
     if not isinstance(labels, Tensor) or labels.shape != images.shape[:1]:
         got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
         raise ValueError(f"labels must be a tensor of shape ({images.shape[0]},); got {got}")
-    for name, value, low in (("batch_size", batch_size, 1), ("world_size", world_size, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}={value!r}; allowed: an int >= {low}")
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("world_size", world_size)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
         raise ValueError(
             f"rank={rank!r}; allowed: an int from 0 to world_size - 1 = {world_size - 1}"

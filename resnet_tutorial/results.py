@@ -1,7 +1,7 @@
 """The book's reference runs: real trainings too long for CI, stored in `book/results/`.
 
 Each run is `<name>.json` (curves, final test error, config, provenance) and `<name>.pt` (the
-final weights), written by `python -m resnet_tutorial.train ... --result book/results/<name>.json`
+final weights), written by `python -m resnet_tutorial ... --result book/results/<name>.json`
 (`make results`). In a checkout of the repository they are read from `book/results/`; elsewhere
 (Colab, a pip install) they are downloaded once from the repository into
 `~/.cache/resnet_tutorial/results/`.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_tutorial.train import History, build_model
+from resnet_tutorial.resnet import cifar_plain, cifar_resnet
+from resnet_tutorial.train import History
 
 RESULTS_URL = (
     "https://raw.githubusercontent.com/resnet-built-and-tested/resnet-built-and-tested/main/"
@@ -27,6 +29,20 @@ RESULTS_URL = (
 )
 # book/results/ beside the package, in a checkout of the repository
 _CHECKOUT = Path(__file__).resolve().parent.parent / "book" / "results"
+MODEL_NAME = re.compile(r"cifar_(resnet|plain)(\d+)")  # the models a run can name
+
+
+def build_model(name: str, num_classes: int = 10, *, zero_init_residual: bool = False) -> nn.Module:
+    """The model a run's name stands for: `cifar_resnetN` (option-A shortcuts) or `cifar_plainN`
+    (no shortcuts), N = 6n + 2."""
+    match = MODEL_NAME.fullmatch(name)
+    if match is None:
+        raise ValueError(
+            f"unknown model {name!r}: use cifar_resnetN or cifar_plainN with N = 6n + 2 "
+            "(20, 32, 44, 56, 110, ...)"
+        )
+    build = cifar_plain if match.group(1) == "plain" else cifar_resnet
+    return build(int(match.group(2)), num_classes, zero_init_residual=zero_init_residual)
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,53 @@
-"""Training: the paper's CIFAR recipe, exact checkpoints, DDP (He et al. 2016, Sec. 4.2).
+"""Training: the paper's CIFAR recipe, with checkpoints and DDP (He et al. 2016, Sec. 4.2).
 
 `fit(model, train, test, config)` trains with SGD as in the paper, evaluates on the test set
-after every epoch and returns a `History`. Checkpoints are written atomically and hold everything
-needed (model, optimizer, scheduler, grad scaler, RNG states, history) for
-`fit(..., resume=path)` to continue bit for bit where the run stopped. Under `torchrun` the same
-call trains with DistributedDataParallel. Also a command line, for full runs on a GPU (by
-default the paper's 64,000 iterations)::
-
-    python -m resnet_tutorial.train --model cifar_resnet20 --out runs/r20
+after every epoch and returns a `History`. With `config.checkpoint` it writes a checkpoint after
+every epoch (`checkpoint.py`), from which `fit(..., resume=path)` continues bit for bit where the
+run stopped. Under `torchrun` the same call trains with DistributedDataParallel. The command
+line for full runs on a GPU is `python -m resnet_tutorial` (`__main__.py`).
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import dataclasses
 import json
 import math
 import os
-import platform
-import random
-import re
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.optim import lr_scheduler
 
-from resnet_tutorial.data import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, ImageSet, check_labels
+from resnet_tutorial._util import check_positive_int, model_device
+from resnet_tutorial.checkpoint import (
+    atomic_save,
+    load_checkpoint,
+    restore,
+    run_state,
+    seed_everything,
+    warn_if_changed,
+)
+from resnet_tutorial.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    Data,
+    DeviceLoader,
+    _positive_env,
+    as_tensors,
+    check_labels,
+)
 
-Data = ImageSet | tuple[Tensor, Tensor]  # uint8 images (N, C, H, W), int64 labels (N,)
 Schedule = Literal["step", "cosine", "onecycle"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PathLike = str | os.PathLike
@@ -47,11 +55,10 @@ PathLike = str | os.PathLike
 SCHEDULES = ("step", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-CHECKPOINT_FORMAT = 1
 PAPER_ITERATIONS = 64_000  # optimizer steps of the paper's CIFAR-10 runs (Sec. 4.2)
 
 
-# --- scale, device, seeding -------------------------------------------------------------------
+# --- scale, device, precision -----------------------------------------------------------------
 
 
 def scale() -> Literal["quick", "full"]:
@@ -72,21 +79,12 @@ def max_steps() -> int | None:
     of the notebooks run end to end on the CPU in minutes: a run of E epochs then trains
     min(E, cap) epochs of at most cap // min(E, cap) steps each.
     """
-    from resnet_tutorial.data import _positive_env
-
     return _positive_env("RESNET_TUTORIAL_MAX_STEPS")
 
 
 def default_device() -> torch.device:
     """The first CUDA GPU if there is one, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (CPU and every CUDA device) random generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def pick_precision(
@@ -136,7 +134,9 @@ class TrainConfig:
         batch_size: images per step *per process*; under torchrun the global batch is
             `batch_size * world_size`.
         lr: base (peak, for onecycle) learning rate.
-        momentum, weight_decay, nesterov: SGD's.
+        momentum: SGD's momentum.
+        weight_decay: SGD's weight decay (an L2 penalty on the weights).
+        nesterov: Nesterov's momentum instead of the classical one.
         schedule: "step" (÷10 at 50% and 75%), "cosine" (to 0) or "onecycle" (torch's
             OneCycleLR: 30% rise from lr/25, cosine down to lr/25e4; momentum not cycled).
             All are stepped once per iteration.
@@ -191,21 +191,19 @@ class TrainConfig:
             )
         if self.epochs is None and self.iterations is None:
             object.__setattr__(self, "iterations", PAPER_ITERATIONS)
-        if self.epochs is not None:
-            _check_int("epochs", self.epochs, minimum=1)
-        else:
-            _check_int("iterations", self.iterations, minimum=1)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("seed", self.seed, minimum=0)
+        length = "epochs" if self.epochs is not None else "iterations"
+        check_positive_int(length, getattr(self, length))
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("seed", self.seed, minimum=0)
         _check_number("lr", self.lr, "a finite number > 0", lambda v: 0 < v < math.inf)
         _check_number("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
-        in_unit = "a number in [0, 1)"
         _check_number("weight_decay", self.weight_decay, "a finite number >= 0",
                       lambda v: 0 <= v < math.inf)  # fmt: skip
-        _check_number("label_smoothing", self.label_smoothing, in_unit, lambda v: 0 <= v < 1)
+        _check_number("label_smoothing", self.label_smoothing, "a number in [0, 1)",
+                      lambda v: 0 <= v < 1)  # fmt: skip
         if self.epochs is not None:
-            below_epochs = f"a number in [0, epochs={self.epochs})"
-            _check_number("warmup_epochs", self.warmup_epochs, below_epochs,
+            below = f"a number in [0, epochs={self.epochs})"
+            _check_number("warmup_epochs", self.warmup_epochs, below,
                           lambda v: 0 <= v < self.epochs)  # fmt: skip
         else:  # checked against the epochs in `epochs_for`, once the data set is known
             _check_number("warmup_epochs", self.warmup_epochs, "a finite number >= 0",
@@ -246,7 +244,7 @@ class TrainConfig:
     def epochs_for(self, steps_per_epoch: int) -> int:
         """The epochs a run trains at `steps_per_epoch` steps each: `epochs` if given, else
         ceil(iterations / steps_per_epoch), the fewest whole epochs with that many steps."""
-        _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+        check_positive_int("steps_per_epoch", steps_per_epoch)
         if self.epochs is not None:
             return self.epochs
         epochs = math.ceil(self.iterations / steps_per_epoch)
@@ -271,12 +269,7 @@ class TrainConfig:
         return cls(**values)
 
 
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_number(name: str, value: object, allowed: str, ok: Any) -> None:
+def _check_number(name: str, value: object, allowed: str, ok: Callable[[float], bool]) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
@@ -296,56 +289,7 @@ def _channel_stats(name: str, value: object) -> tuple[float, ...]:
     return stats
 
 
-# --- learning-rate schedules ------------------------------------------------------------------
-
-
-def lr_factor(step: int, total_steps: int, schedule: Schedule = "step", warmup_steps: int = 0):
-    """Multiplier of the base lr at iteration `step` (0-based) of `total_steps`.
-
-    step: 1 until 50% of the iterations, 0.1 until 75%, then 0.01 (He et al. 2016, Sec. 4.2).
-    cosine: (1 + cos(pi t / T)) / 2 after the warm-up (Loshchilov & Hutter 2017).
-    onecycle: torch's OneCycleLR with its defaults (Smith & Topin 2019).
-    A linear warm-up multiplies the first `warmup_steps` by (step + 1) / warmup_steps.
-    """
-    if step < warmup_steps:
-        warmup = (step + 1) / warmup_steps
-        return warmup * (1.0 if schedule == "cosine" else _step_factor(step, total_steps))
-    if schedule == "step":
-        return _step_factor(step, total_steps)
-    if schedule == "cosine":
-        t, T = step - warmup_steps, max(total_steps - warmup_steps, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(t, T) / T))
-    if schedule == "onecycle":
-        return _onecycle_factor(step, total_steps)
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-
-
-def _step_factor(step: int, total_steps: int) -> float:
-    milestones = (int(0.5 * total_steps), int(0.75 * total_steps))
-    return 0.1 ** sum(step >= m for m in milestones)
-
-
-def _onecycle_factor(step: int, total_steps: int, pct_start: float = 0.3) -> float:
-    # The same phases and cosine annealing as torch.optim.lr_scheduler.OneCycleLR
-    # (div_factor=25, final_div_factor=1e4), as a multiple of the peak lr.
-    initial, peak, final = 1 / 25, 1.0, 1 / 25 / 1e4
-    rise_end, fall_end = pct_start * total_steps - 1, total_steps - 1
-    if step <= rise_end:
-        start, end, pct = initial, peak, step / rise_end
-    else:
-        start, end, pct = peak, final, (step - rise_end) / (fall_end - rise_end)
-    return end + (start - end) / 2 * (math.cos(math.pi * min(pct, 1.0)) + 1)
-
-
-def learning_rates(config: TrainConfig, steps_per_epoch: int) -> list[float]:
-    """The learning rate of every iteration of a run with `config` (to plot a schedule)."""
-    total, warmup = _total_and_warmup_steps(config, steps_per_epoch)
-    return [config.lr * lr_factor(s, total, config.schedule, warmup) for s in range(total)]
-
-
-def _total_and_warmup_steps(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
-    total = config.epochs_for(steps_per_epoch) * steps_per_epoch
-    return total, round(config.warmup_epochs * steps_per_epoch)
+# --- optimizer and learning-rate schedule -----------------------------------------------------
 
 
 def make_optimizer(
@@ -402,12 +346,46 @@ def _trainable_groups(model: nn.Module, param_groups) -> list[dict[str, Any]]:
 
 def make_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """The schedule of `config` as a LambdaLR stepped once per iteration (see `lr_factor`)."""
+) -> lr_scheduler.LRScheduler:
+    """The schedule of `config` from torch's schedulers, to be stepped once per iteration.
+
+    step: MultiStepLR, lr ÷ 10 at 50% and 75% of the iterations (He et al. 2016, Sec. 4.2).
+    cosine: CosineAnnealingLR from lr to 0 (Loshchilov & Hutter 2017).
+    onecycle: OneCycleLR with its defaults, momentum not cycled (Smith & Topin 2019).
+    A warm-up of W iterations (Goyal et al. 2017) is a LinearLR, lr * (i + 1) / W at
+    iteration i, that a SequentialLR runs before step or cosine. Step's milestones stay at 50%
+    and 75% of the whole run (one inside a warm-up longer than half the run acts at its end).
+    """
     total, warmup = _total_and_warmup_steps(config, steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, config.schedule, warmup)
-    )
+    if config.schedule == "onecycle":
+        peaks = [group["lr"] for group in optimizer.param_groups]
+        return lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=total, cycle_momentum=False)
+    if config.schedule == "step":  # the scheduler after the warm-up counts from its end
+        milestones = [int(0.5 * total) - warmup, int(0.75 * total) - warmup]
+        main = lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    else:
+        main = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total - warmup, 1))
+    if warmup == 0:
+        return main
+    ramp = lr_scheduler.LinearLR(optimizer, 1 / warmup, 1.0, total_iters=warmup - 1)
+    return lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def learning_rates(config: TrainConfig, steps_per_epoch: int) -> list[float]:
+    """The learning rate of every iteration of a run with `config` (to plot a schedule)."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch)
+    optimizer.step()  # no gradient, nothing moves; torch warns if the scheduler steps first
+    rates = []
+    for _ in range(config.epochs_for(steps_per_epoch) * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    return rates
+
+
+def _total_and_warmup_steps(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    total = config.epochs_for(steps_per_epoch) * steps_per_epoch
+    return total, round(config.warmup_epochs * steps_per_epoch)
 
 
 # --- history ----------------------------------------------------------------------------------
@@ -494,7 +472,7 @@ def evaluate(
 
     `device` defaults to the model's. The model's train/eval mode is restored afterwards.
     """
-    images, labels = _as_tensors(data)
+    images, labels = as_tensors(data)
     loss_sum, wrong, _ = _evaluate_sums(model, images, labels, batch_size, device, mean, std)
     n = len(labels)
     return loss_sum.item() / n, wrong.item() / n
@@ -510,7 +488,7 @@ def predict(
     std: Sequence[float] = CIFAR10_STD,
 ) -> Tensor:
     """Predicted labels (int64, on the CPU) of `model` for `data` (or bare uint8 images)."""
-    images, labels = _as_tensors(data)
+    images, labels = as_tensors(data)
     _, _, predictions = _evaluate_sums(
         model, images, labels, batch_size, device, mean, std, keep_predictions=True
     )
@@ -530,7 +508,7 @@ def _evaluate_sums(
     keep_predictions: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Summed loss and count of wrong predictions on `device` (and the predictions, if asked)."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     channels_last = _is_channels_last(model)
     loader = DeviceLoader(
         (images, labels), batch_size, train=False, mean=mean, std=std, device=device,
@@ -566,7 +544,7 @@ def count_outputs(
     model: nn.Module, images: Tensor, device: torch.device | str | None = None
 ) -> int:
     """How many classes `model` scores: the width of its output for one of `images` (eval mode)."""
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()  # no BN statistics change, no dropout draws
     try:
@@ -574,21 +552,6 @@ def count_outputs(
     finally:
         model.train(was_training)
     return logits.shape[-1]
-
-
-def _as_tensors(data: Data | Tensor) -> tuple[Tensor, Tensor]:
-    if isinstance(data, Tensor):  # bare images, for `predict`
-        return data, torch.zeros(len(data), dtype=torch.long)
-    if hasattr(data, "tensors"):
-        return data.tensors
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        images, labels = data
-        if isinstance(images, Tensor) and isinstance(labels, Tensor):
-            return images, labels
-    raise TypeError(
-        "data must be an ImageSet or a tuple (images uint8 [N, C, H, W], labels int64 [N]), "
-        f"got {type(data).__name__}"
-    )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -602,13 +565,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    tensor = next(model.parameters(), None)
-    if tensor is None:
-        tensor = next(model.buffers(), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
-
-
 def _is_channels_last(model: nn.Module) -> bool:
     weight = next((p for p in model.parameters() if p.ndim == 4), None)
     return (
@@ -616,80 +572,6 @@ def _is_channels_last(model: nn.Module) -> bool:
         and weight.is_contiguous(memory_format=torch.channels_last)
         and not weight.is_contiguous()
     )
-
-
-# --- checkpoints ------------------------------------------------------------------------------
-
-
-def save_checkpoint(path: PathLike, state: dict[str, Any]) -> None:
-    """`torch.save(state)` to a temporary file beside `path`, then rename it over `path`.
-
-    A crash while writing leaves the previous checkpoint untouched (the rename is atomic).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a results file is for sharing
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def load_checkpoint(path: PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by `fit` (tensors on the CPU; no code is unpickled)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _rng_states() -> dict[str, Any]:
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": random.getstate(),
-        # As a tensor, so that `torch.load(weights_only=True)` can read it back.
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
-    }
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    for index, state in enumerate(states["cuda"][: torch.cuda.device_count()]):
-        torch.cuda.set_rng_state(state, index)
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, position, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
-
-
-# Settings that do not change the numbers of a run, and may differ when resuming.
-_RESUME_FREE = ("checkpoint", "progress", "device", "compile")
-
-
-def _warn_if_changed(saved: TrainConfig, config: TrainConfig, steps_per_epoch: int) -> None:
-    """Warn when resuming with settings that change the run. The length is compared in epochs:
-    `epochs=164` and `iterations=64000` are the same run at 391 steps per epoch."""
-    length = ("epochs", "iterations")
-    changed = [
-        f"{name} ({getattr(saved, name)!r} -> {getattr(config, name)!r})"
-        for name in saved.to_dict()
-        if name not in _RESUME_FREE + length and getattr(saved, name) != getattr(config, name)
-    ]
-    before, after = saved.epochs_for(steps_per_epoch), config.epochs_for(steps_per_epoch)
-    if before != after:
-        changed.insert(0, f"epochs ({before} -> {after})")
-    if changed:
-        warnings.warn(
-            "resuming with settings that differ from the checkpoint's, so the run will not "
-            "match an uninterrupted one: " + ", ".join(changed),
-            stacklevel=4,  # fit's caller
-        )
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -759,16 +641,17 @@ def _fit(
 ) -> History:
     precision, channels_last = pick_precision(device, config.precision, config.channels_last)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    images, labels = _as_tensors(train)
+    images, labels = as_tensors(train)
     num_classes = count_outputs(model, images)
-    check_labels(_as_tensors(test)[1], num_classes, name="test labels")
+    check_labels(as_tensors(test)[1], num_classes, name="test labels")
     loader = DeviceLoader(
         (images, labels), config.batch_size, train=True, mean=config.mean, std=config.std,
         device=device, seed=config.seed, augment=config.augment, rank=rank,
         world_size=world_size, num_classes=num_classes,
     )  # fmt: skip
     if checkpoint is not None:
-        _warn_if_changed(TrainConfig.from_dict(checkpoint["config"]), config, len(loader))
+        saved = TrainConfig.from_dict(checkpoint["config"])
+        same_settings = not warn_if_changed(saved, config, len(loader))
     config, steps_per_epoch = _capped(config, len(loader))
     epochs = config.epochs_for(steps_per_epoch)
     optimizer = make_optimizer(model, config, param_groups)
@@ -778,16 +661,8 @@ def _fit(
     if checkpoint is None:
         seed_everything(config.seed)
     else:
-        if checkpoint["train_size"] != len(labels):
-            raise ValueError(
-                f"the checkpoint {os.fspath(resume)!r} was trained on {checkpoint['train_size']} "
-                f"images, got {len(labels)}: resume with the same training set"
-            )
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        _set_rng_states(checkpoint["rng"])
+        restore(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                train_size=len(labels), path=resume, same_settings=same_settings)  # fmt: skip
         history, start_epoch = History.from_dict(checkpoint["history"]), checkpoint["epoch"]
     if world_size > 1:
         model = nn.parallel.DistributedDataParallel(
@@ -885,7 +760,7 @@ def _train_epoch(run: _Run, loader, optimizer, scheduler, scaler, epoch: int, ba
 
 def _test(run: _Run, test: Data) -> tuple[float, float]:
     """Test loss and error, in fp32; under DDP each rank tests a shard and the sums are combined."""
-    images, labels = _as_tensors(test)
+    images, labels = as_tensors(test)
     images, labels = images[run.rank :: run.world_size], labels[run.rank :: run.world_size]
     model = _unwrap(run.model)
     loss_sum, wrong, _ = _evaluate_sums(
@@ -901,19 +776,12 @@ def _test(run: _Run, test: Data) -> tuple[float, float]:
 
 def _write_checkpoint(run, optimizer, scheduler, scaler, epoch, history, train_size) -> None:
     if run.rank == 0:
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": epoch,
-            "model": _unwrap(run.model).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": _rng_states(),
-            "config": run.config.to_dict(),
-            "history": history.to_dict(),
-            "train_size": train_size,
-        }
-        save_checkpoint(run.config.checkpoint, state)
+        state = run_state(
+            epoch=epoch, model=_unwrap(run.model), optimizer=optimizer, scheduler=scheduler,
+            scaler=scaler, config=run.config.to_dict(), history=history.to_dict(),
+            train_size=train_size,
+        )  # fmt: skip
+        atomic_save(state, run.config.checkpoint)
     run.last_checkpoint = run.config.checkpoint
 
 
@@ -966,179 +834,7 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-# --- command line -----------------------------------------------------------------------------
+if __name__ == "__main__":  # `python -m resnet_tutorial.train`, as before `__main__.py`
+    from resnet_tutorial.__main__ import main
 
-
-def _model_name(value: str) -> str:
-    if not re.fullmatch(r"cifar_(resnet|plain)\d+", value):
-        raise argparse.ArgumentTypeError(
-            f"unknown model {value!r}: use cifar_resnetN or cifar_plainN with N = 6n + 2 "
-            "(20, 32, 44, 56, 110, ...)"
-        )
-    return value
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value!r}")
-    return number
-
-
-def build_model(name: str, num_classes: int = 10, *, zero_init_residual: bool = False) -> nn.Module:
-    """`cifar_resnetN` (option-A shortcuts) or `cifar_plainN` (no shortcuts), N = 6n + 2."""
-    from resnet_tutorial.resnet import cifar_plain, cifar_resnet
-
-    kind, depth = re.fullmatch(r"cifar_(resnet|plain)(\d+)", _model_name(name)).groups()
-    if kind == "plain":
-        return cifar_plain(int(depth), num_classes, zero_init_residual=zero_init_residual)
-    return cifar_resnet(int(depth), num_classes, zero_init_residual=zero_init_residual)
-
-
-def _parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m resnet_tutorial.train",
-        description="Train a CIFAR-10 ResNet with the paper's recipe (He et al. 2016, Sec. 4.2).",
-    )
-    add = parser.add_argument
-    add("--model", type=_model_name, default="cifar_resnet20", help="cifar_resnetN, cifar_plainN")
-    add("--out", type=Path, required=True, help="folder for result.json and checkpoint.pt")
-    add("--epochs", type=_positive_int, default=None,
-        help="passes over the training set (give --epochs or --iterations, not both)")  # fmt: skip
-    add("--iterations", type=_positive_int, default=None,
-        help=f"optimizer steps, rounded up to whole epochs (default: the paper's "
-        f"{defaults.iterations}, when --epochs is not given)")  # fmt: skip
-    add("--batch-size", type=_positive_int, default=defaults.batch_size, help="per process")
-    add("--lr", type=float, default=defaults.lr)
-    add("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    add("--warmup-epochs", type=float, default=defaults.warmup_epochs)
-    add("--label-smoothing", type=float, default=defaults.label_smoothing)
-    add("--no-decay-bn-bias", action="store_true", help="no weight decay on BN and biases")
-    add("--zero-init-residual", action="store_true", help="zero the last BN of each block")
-    add("--seed", type=int, default=defaults.seed)
-    add("--precision", choices=PRECISIONS, default=defaults.precision)
-    add("--compile", action="store_true", help="torch.compile the model")
-    add("--device", default=None, help="default: cuda if available, else cpu")
-    add("--per-class", type=_positive_int, default=None,
-        help="train and test on this many images per class (a quick subset)")  # fmt: skip
-    add("--data-root", type=Path, default=None, help="default: $RESNET_TUTORIAL_DATA")
-    add("--result", type=Path, default=None,
-        help="the result's JSON file (default <out>/result.json); the final weights go beside "
-        "it, with the suffix .pt")  # fmt: skip
-    add("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
-    add("--progress", action=argparse.BooleanOptionalAction, default=None)
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The `TrainConfig` of parsed command-line arguments (checkpoint: `<out>/checkpoint.pt`)."""
-    return TrainConfig(
-        epochs=args.epochs, iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
-        schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing, decay_bn_and_bias=not args.no_decay_bn_bias,
-        precision=args.precision, compile=args.compile, device=args.device, seed=args.seed,
-        checkpoint=str(args.out / "checkpoint.pt"), progress=args.progress,
-    )  # fmt: skip
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Command line: train, then write `<out>/result.json` and `<out>/checkpoint.pt`."""
-    from resnet_tutorial import data
-
-    parser = _parser()
-    args = parser.parse_args(argv)
-    checkpoint = args.out / "checkpoint.pt"
-    if args.resume and not checkpoint.exists():
-        parser.error(f"--resume: no checkpoint at {checkpoint}")
-    try:
-        config = config_from_args(args)
-        seed_everything(args.seed)  # the same initial weights for the same seed
-        model = build_model(args.model, zero_init_residual=args.zero_init_residual)
-    except ValueError as error:
-        parser.error(str(error))
-    train = data.cifar10("train", root=args.data_root, per_class=args.per_class)
-    test = data.cifar10("test", root=args.data_root, per_class=args.per_class)
-    device = torch.device(config.device) if config.device is not None else default_device()
-    made_with = provenance(device)  # now: the code that runs is the code of this commit
-    start = time.perf_counter()
-    history = fit(model, train, test, config, resume=checkpoint if args.resume else None)
-    result_path = args.result or args.out / "result.json"
-    weights = result_path.with_suffix(".pt")
-    result = {
-        "name": result_path.stem,
-        "model": args.model,
-        "final_test_error": history.final["test_error"],
-        "best_test_error": history.best()["test_error"],
-        "best_epoch": history.best()["epoch"],
-        "history": history.to_dict(),
-        "total_seconds": sum(history.seconds),
-        "seconds_this_run": time.perf_counter() - start,
-        "command": "python -m resnet_tutorial.train " + " ".join(argv or sys.argv[1:]),
-        "weights": weights.name,
-        **made_with,
-        "seed": args.seed,
-        "data_source": train.source,
-        "train_images": len(train.labels),
-        "test_images": len(test.labels),
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "config": config.to_dict(),
-    }
-    if int(os.environ.get("RANK", "0")) == 0:
-        result_path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.cpu() for k, v in _unwrap(model).state_dict().items()}
-        save_checkpoint(weights, state)  # a plain state_dict, loadable with weights_only=True
-        result_path.write_text(json.dumps(result, indent=1) + "\n")
-        epochs = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
-        print(f"test error {result['final_test_error']:.2%} after {epochs}")
-        print(f"wrote {result_path}, {weights} and {checkpoint}")
-    return result
-
-
-def provenance(device: torch.device | str) -> dict[str, Any]:
-    """Where a run was made: device and its model, threads, torch, Python, and the git commit
-    of the package's checkout (read when the run starts: the code it runs)."""
-    device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-    return {
-        "device": str(device),
-        "device_name": name,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "git_commit": _git_commit(),
-    }
-
-
-def _cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-    return match.group(1).strip() if match else platform.machine()
-
-
-def _git_commit() -> str | None:
-    """The commit of the checkout the package runs from (with "+dirty" for local changes)."""
-    import subprocess
-
-    folder = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=folder, capture_output=True, text=True, check=True
-        ).stdout.strip()
-
-    try:
-        commit, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "-uno")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-if __name__ == "__main__":
     main()

@@ -403,6 +403,20 @@ def test_an_unreadable_cache_is_rebuilt(tmp_path, cache, caplog):
     assert torch.equal(again.images, expected.images)
 
 
+def test_a_crash_while_writing_the_cache_leaves_no_file(tmp_path, cache, monkeypatch, caplog):
+    write_tree(tmp_path)
+
+    def half_then_crash(obj, file):
+        file.write(b"half a cache")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_then_crash)
+    with caplog.at_level(logging.WARNING, logger="resnet_tutorial.data"):
+        data = rtdata.cifar10("test", root=tmp_path)  # decoded, just not cached
+    assert "could not write the cache" in caplog.text and "disk full" in caplog.text
+    assert len(data) == 20 and list(cache.iterdir()) == []  # no half file, no temporary file
+
+
 # --------------------------------------------------------------------------------------------
 # Augmentation and normalisation against oracles
 
@@ -506,6 +520,21 @@ def test_train_batches_are_augmented_crops_of_each_shuffled_image():
     assert sorted(seen) == list(range(64)) and seen != list(range(64))  # shuffled, each once
 
 
+def test_a_train_batch_is_random_crop_then_random_flip_of_its_images():
+    # The loader's documented recipe, by the public functions: the generator of (seed, epoch,
+    # rank) draws each batch's crops, then its flips.
+    images, labels = numbered(70, size=9)
+    dataloader = loader((images, labels), batch_size=32, seed=5, rank=1, world_size=2)
+    dataloader.set_epoch(2)
+    generator = rtdata.seeded_generator(5, 2, 1)
+    order = dataloader.indices(2)
+    for k, (x, y) in enumerate(dataloader):
+        index = order[32 * k : 32 * (k + 1)]
+        crops = rtdata.random_crop(images[index], rtdata.CROP_PADDING, generator)
+        expected = rtdata.normalize(rtdata.random_flip(crops, generator), MEAN, STD)
+        assert torch.equal(x, expected) and torch.equal(y, labels[index])
+
+
 def same(run1, run2) -> bool:
     return len(run1) == len(run2) and all(
         torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(run1, run2)
@@ -564,8 +593,8 @@ def test_ddp_shards_are_equal_disjoint_and_cover_the_set(n, world_size):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"batch_size": 0}, r"batch_size=0.*>= 1"),
-        ({"world_size": 0}, r"world_size=0.*>= 1"),
+        ({"batch_size": 0}, r"batch_size must be a positive int, got 0"),
+        ({"world_size": 0}, r"world_size must be a positive int, got 0"),
         ({"rank": 2, "world_size": 2}, r"rank=2.*0 to world_size - 1 = 1"),
         ({"rank": -1}, r"rank=-1"),
         ({"mean": (0.5,)}, r"one value per channel \(3\)"),
@@ -586,7 +615,7 @@ def test_loader_bad_data():
         loader((images, labels[:9]))
     with pytest.raises(ValueError, match="at least one image per rank"):
         loader(numbered(2), world_size=3, rank=0)
-    with pytest.raises(ValueError, match="epoch=-1"):
+    with pytest.raises(ValueError, match="epoch must be an int >= 0, got -1"):
         loader(numbered(10)).set_epoch(-1)
 
 
@@ -607,6 +636,29 @@ def test_cuda_batches_equal_cpu_batches():
         assert x2.device.type == "cuda" and y2.device.type == "cuda"
         assert torch.equal(y1, y2.cpu())
         torch.testing.assert_close(x1, x2.cpu())
+
+
+def test_per_class_indices_pick_the_first_k_of_each_class_in_class_order():
+    labels = torch.tensor([2, 0, 1, 0, 2, 1, 1, 0])
+    # by hand: class 0 at 1, 3 (7 left out); class 1 at 2, 5; class 2 at 0, 4
+    assert rtdata.per_class_indices(labels, 2, 3).tolist() == [1, 3, 2, 5, 0, 4]
+    assert rtdata.per_class_indices([2, 0, 1, 0, 2, 1, 1, 0], 1, 2).tolist() == [1, 2]
+    with pytest.raises(ValueError, match="per_class=4 but class 0 has only 3 images"):
+        rtdata.per_class_indices(labels, 4, 3)
+    with pytest.raises(ValueError, match="per_class must be a positive int, got 0"):
+        rtdata.per_class_indices(labels, 0, 3)
+
+
+def test_as_tensors_of_every_kind_of_data():
+    images, labels = numbered(4)
+    image_set = rtdata.ImageSet(images, labels, tuple("abcd"), "numbered")
+    for data in (image_set, (images, labels), [images, labels]):
+        got = rtdata.as_tensors(data)
+        assert got[0] is images and got[1] is labels
+    bare_images, placeholders = rtdata.as_tensors(images)  # for predict: labels are zeros
+    assert bare_images is images and placeholders.tolist() == [0, 0, 0, 0]
+    with pytest.raises(TypeError, match="data must be an ImageSet or a tuple"):
+        rtdata.as_tensors((images,))
 
 
 def test_sample_per_class_draws_k_distinct_images_of_each_class_reproducibly():

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from resnet_tutorial import data, results
 from resnet_tutorial.train import evaluate
@@ -92,3 +93,22 @@ def test_results_download_once_where_the_checkout_has_none(tmp_path, monkeypatch
     assert results.load("toy").final_test_error == 0.25  # from the cache now
     with pytest.raises(FileNotFoundError, match="no reference run file 'other.json'"):
         results.load("other")
+
+
+@pytest.mark.parametrize(
+    ("name", "parameters"),
+    # He et al. 2016, Table 6: 0.27M, 0.85M and 1.7M; a plain net has the same count (option A
+    # shortcuts have no parameters).
+    [("cifar_resnet20", 0.27e6), ("cifar_resnet56", 0.85e6), ("cifar_resnet110", 1.7e6),
+     ("cifar_plain20", 0.27e6)],
+)  # fmt: skip
+def test_build_model_makes_the_network_a_run_names(name, parameters):
+    model = results.build_model(name)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(parameters, rel=0.02)
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert results.build_model(name, 100).fc.out_features == 100
+
+
+def test_build_model_refuses_other_names():
+    with pytest.raises(ValueError, match="unknown model 'resnet20': use cifar_resnetN"):
+        results.build_model("resnet20")

@@ -1,7 +1,13 @@
-"""Tests of resnet_tutorial.train: recipe, schedules, evaluation, checkpoints, resume, CLI."""
+"""Tests of resnet_tutorial.train, .checkpoint and the command line (`python -m resnet_tutorial`):
+recipe, schedules, evaluation, checkpoints, resume (also of the previous checkpoint format), CLI.
+
+Oracles: the schedules' factors computed by hand from the papers (`paper_factor`), runs that
+were not interrupted, the code of an earlier commit (from git), counts done by hand.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -10,6 +16,8 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
+import types
 import warnings
 from pathlib import Path
 
@@ -17,8 +25,9 @@ import pytest
 import torch
 from torch import nn
 
-import resnet_tutorial.train as train_module
-from resnet_tutorial import data
+import resnet_tutorial.__main__ as cli
+from resnet_tutorial import checkpoint, data, results
+from resnet_tutorial.checkpoint import load_checkpoint
 from resnet_tutorial.train import (
     History,
     NonFiniteLossError,
@@ -26,14 +35,14 @@ from resnet_tutorial.train import (
     evaluate,
     fit,
     learning_rates,
-    load_checkpoint,
-    lr_factor,
     make_optimizer,
     make_scheduler,
     pick_precision,
     predict,
     scale,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Stop(Exception):
@@ -142,8 +151,10 @@ def test_the_default_on_all_50k_images_is_164_epochs_divided_at_32062_and_48093(
     assert len(lrs) == 64_124
     expected = {0: 0.1, 32_061: 0.1, 32_062: 0.01, 48_092: 0.01, 48_093: 0.001, 64_123: 0.001}
     assert {step: lrs[step] for step in expected} == pytest.approx(expected)
+    # bit for bit the lr of the hand-written factors (the paper run's checkpoints depend on it)
+    assert lrs == [0.1 * paper_factor(step, 64_124) for step in range(64_124)]
     # On the paper's 45k training images: 352 steps per epoch, 182 epochs = 64,064 steps.
-    assert config.epochs_for(352) == 182 and len(learning_rates(config, 352)) == 64_064
+    assert config.epochs_for(352) == 182  # 182 * 352 = 64,064 steps
 
 
 @pytest.mark.parametrize(
@@ -170,18 +181,19 @@ def test_epochs_or_iterations_not_both():
     assert dataclasses.replace(TrainConfig(), epochs=5, iterations=None).epochs == 5
     with pytest.raises(ValueError, match=r"warmup_epochs=5 must be below the run's 2 epochs"):
         TrainConfig(iterations=20, warmup_epochs=5).epochs_for(10)
-    with pytest.raises(ValueError, match="steps_per_epoch must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="steps_per_epoch must be a positive int, got 0"):
         TrainConfig().epochs_for(0)
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
-        ({"epochs": 2.5}, "epochs must be an integer"),
-        ({"iterations": 0}, "iterations must be an integer >= 1, got 0"),
-        ({"iterations": 1e3}, "iterations must be an integer >= 1, got 1000.0"),
-        ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+        ({"epochs": 0}, "epochs must be a positive int, got 0"),
+        ({"epochs": 2.5}, "epochs must be an int, got float 2.5"),
+        ({"iterations": 0}, "iterations must be a positive int, got 0"),
+        ({"iterations": 1e3}, "iterations must be an int, got float 1000.0"),
+        ({"batch_size": -1}, "batch_size must be a positive int, got -1"),
+        ({"seed": -1}, "seed must be an int >= 0, got -1"),
         ({"lr": 0}, "lr must be a finite number > 0, got 0"),
         ({"lr": float("nan")}, "lr must be a finite number > 0"),
         ({"momentum": 1.0}, r"momentum must be a number in \[0, 1\), got 1.0"),
@@ -199,7 +211,8 @@ def test_epochs_or_iterations_not_both():
     ],
 )
 def test_bad_settings_raise_a_clear_error(options, message):
-    with pytest.raises(ValueError, match=message):
+    kind = TypeError if "must be an int," in message else ValueError  # a float, not an int
+    with pytest.raises(kind, match=message):
         TrainConfig(**options)
 
 
@@ -231,6 +244,42 @@ def test_no_weight_decay_on_bn_and_biases_when_asked():
 # --- schedules --------------------------------------------------------------------------------
 
 
+def paper_factor(step: int, total: int, schedule: str = "step", warmup: int = 0) -> float:
+    """Oracle: the multiplier of the base lr at iteration `step` (0-based) of `total`, by hand.
+
+    step: 1 until 50% of the iterations, 0.1 until 75%, then 0.01 (He et al. 2016, Sec. 4.2).
+    cosine: (1 + cos(pi t / T)) / 2 over the T iterations after the warm-up (Loshchilov & Hutter
+    2017). onecycle: from 1/25 up to 1 over 30% of the run, then down to 1/25/1e4, each phase a
+    half cosine (Smith & Topin 2019; OneCycleLR's defaults). A linear warm-up multiplies the
+    first `warmup` iterations by (step + 1) / warmup (Goyal et al. 2017). These were the
+    package's own formulas before it used torch's schedulers.
+    """
+
+    def step_factor(i: int) -> float:
+        return 0.1 ** sum(i >= m for m in (int(0.5 * total), int(0.75 * total)))
+
+    if step < warmup:
+        return (step + 1) / warmup * (1.0 if schedule == "cosine" else step_factor(step))
+    if schedule == "step":
+        return step_factor(step)
+    if schedule == "cosine":
+        t, length = step - warmup, max(total - warmup, 1)
+        return 0.5 * (1 + math.cos(math.pi * min(t, length) / length))
+    initial, peak, final = 1 / 25, 1.0, 1 / 25 / 1e4
+    rise_end, fall_end = 0.3 * total - 1, total - 1
+    if step <= rise_end:
+        start, end, pct = initial, peak, step / rise_end
+    else:
+        start, end, pct = peak, final, (step - rise_end) / (fall_end - rise_end)
+    return end + (start - end) / 2 * (math.cos(math.pi * min(pct, 1.0)) + 1)
+
+
+def paper_rates(config: TrainConfig, steps_per_epoch: int) -> list[float]:
+    total = config.epochs_for(steps_per_epoch) * steps_per_epoch
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    return [config.lr * paper_factor(s, total, config.schedule, warmup) for s in range(total)]
+
+
 def scheduler_lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
     lrs = []
     for _ in range(steps):
@@ -240,49 +289,58 @@ def scheduler_lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -
     return lrs
 
 
-def sgd(lr: float = 0.1) -> torch.optim.SGD:
-    return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
-
-
 def test_step_schedule_divides_by_ten_at_half_and_three_quarters():
     # The paper: 0.1, then 0.01 from iteration 32k, 0.001 from 48k, of 64k.
-    assert [lr_factor(s, 64_000) for s in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == (
+    assert [paper_factor(s, 64_000) for s in (0, 31_999, 32_000, 47_999, 48_000, 63_999)] == (
         pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     )
-    lrs = learning_rates(dataclasses.replace(QUICK, lr=0.1), steps_per_epoch=10)  # 40 steps
+    config = dataclasses.replace(QUICK, lr=0.1)
+    lrs = learning_rates(config, steps_per_epoch=10)  # 40 steps
     assert lrs[:20] == pytest.approx([0.1] * 20)
     assert lrs[20:30] == pytest.approx([0.01] * 10)
     assert lrs[30:] == pytest.approx([0.001] * 10)
-    torch_lrs = scheduler_lrs(torch.optim.lr_scheduler.MultiStepLR(sgd(), [20, 30], 0.1), 40)
-    assert lrs == pytest.approx(torch_lrs)
+    assert lrs == paper_rates(config, 10)  # bit for bit
+
+
+# Each schedule at lrs of the book and of the tests; step without warm-up is exact to the bit.
+SCHEDULES = [
+    {"schedule": "step"}, {"schedule": "step", "lr": 0.01}, {"schedule": "cosine"},
+    {"schedule": "onecycle"}, {"schedule": "onecycle", "lr": 0.4},
+    {"schedule": "step", "warmup_epochs": 1}, {"schedule": "cosine", "warmup_epochs": 1.5},
+    {"schedule": "step", "epochs": 1}, {"schedule": "cosine", "epochs": 1},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", SCHEDULES, ids=lambda o: "-".join(map(str, o.values())))
+def test_every_schedule_gives_the_lrs_computed_by_hand(options):
+    config = dataclasses.replace(QUICK, **options)
+    lrs, expected = learning_rates(config, steps_per_epoch=10), paper_rates(config, 10)
+    # torch's schedulers compute each lr from the last one: equal up to rounding
+    assert lrs == pytest.approx(expected, rel=1e-13, abs=0)
+    if options == {"schedule": "step"}:
+        assert lrs == expected
 
 
 def test_cosine_schedule_is_half_way_at_the_midpoint():
     config = dataclasses.replace(QUICK, lr=0.1, schedule="cosine")
     lrs = learning_rates(config, steps_per_epoch=10)
     assert lrs[0] == 0.1 and lrs[20] == pytest.approx(0.05) and lrs[-1] > 0
-    torch_lrs = scheduler_lrs(torch.optim.lr_scheduler.CosineAnnealingLR(sgd(), T_max=40), 40)
-    assert lrs == pytest.approx(torch_lrs)
 
 
 def test_warm_up_is_linear_then_the_schedule_follows():
     config = dataclasses.replace(QUICK, lr=0.1, schedule="cosine", warmup_epochs=1)
     lrs = learning_rates(config, steps_per_epoch=10)
     assert lrs[:10] == pytest.approx([0.01 * (i + 1) for i in range(10)])
-    linear = torch.optim.lr_scheduler.LinearLR(sgd(), start_factor=0.1, total_iters=9)
-    assert lrs[:10] == pytest.approx(scheduler_lrs(linear, 10))
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(sgd(), T_max=30)
-    assert lrs[10:] == pytest.approx(scheduler_lrs(cosine, 30))
+    assert lrs[10:] == pytest.approx([0.05 * (1 + math.cos(math.pi * t / 30)) for t in range(30)])
     step = learning_rates(dataclasses.replace(config, schedule="step"), steps_per_epoch=10)
     assert step[:10] == pytest.approx(lrs[:10]) and step[10:20] == pytest.approx([0.1] * 10)
 
 
-def test_onecycle_matches_torch():
+def test_onecycle_rises_to_the_peak_at_30_percent_then_falls():
     lrs = learning_rates(dataclasses.replace(QUICK, lr=0.1, schedule="onecycle"), 10)
-    onecycle = torch.optim.lr_scheduler.OneCycleLR(
-        sgd(), max_lr=0.1, total_steps=40, cycle_momentum=False
-    )
-    assert lrs == pytest.approx(scheduler_lrs(onecycle, 40))
+    assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) == pytest.approx(0.1)
+    assert lrs.index(max(lrs)) == 11  # iteration 0.3 * 40 - 1
+    assert lrs[-1] == pytest.approx(0.1 / 25 / 1e4)
 
 
 def test_the_optimizer_sees_the_schedule_per_iteration():
@@ -290,7 +348,7 @@ def test_the_optimizer_sees_the_schedule_per_iteration():
     model = TinyNet()
     optimizer = make_optimizer(model, config)
     lrs = scheduler_lrs(make_scheduler(optimizer, config, steps_per_epoch=10), 40)
-    assert lrs == pytest.approx(learning_rates(config, 10))
+    assert lrs == pytest.approx(paper_rates(config, 10), rel=1e-13)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -353,24 +411,130 @@ def without_seconds(history: History) -> dict[str, list[float]]:
     return {k: v for k, v in history.to_dict().items() if k != "seconds"}
 
 
-def test_resume_continues_bit_for_bit(tmp_path):
-    config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "straight.pt"))
+RESUMED = [{}, {"schedule": "cosine", "warmup_epochs": 1.4}, {"schedule": "onecycle"}]
+
+
+def interrupted_at_epoch_2(config: TrainConfig, run=None) -> Path:
+    """Run `config` (4 epochs of 5 steps) until the first step of epoch 3; its checkpoint."""
+    with pytest.raises(Stop):
+        (run or fit)(TinyNet(fail_at=11, stop=True), TRAIN, TEST, config)
+    assert load_checkpoint(config.checkpoint)["epoch"] == 2
+    return Path(config.checkpoint)
+
+
+@pytest.mark.parametrize("options", RESUMED, ids=["step", "cosine-warmup", "onecycle"])
+def test_resume_continues_bit_for_bit(tmp_path, options):
+    config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "straight.pt"), **options)
     straight = TinyNet()
     history = fit(straight, TRAIN, TEST, config)
 
-    interrupted_config = dataclasses.replace(config, checkpoint=str(tmp_path / "run.pt"))
-    with pytest.raises(Stop):  # 5 steps per epoch: the first step of epoch 3
-        fit(TinyNet(fail_at=11, stop=True), TRAIN, TEST, interrupted_config)
-    assert load_checkpoint(tmp_path / "run.pt")["epoch"] == 2
-
+    path = interrupted_at_epoch_2(dataclasses.replace(config, checkpoint=str(tmp_path / "run.pt")))
     resumed = TinyNet(seed=123)  # other initial weights: all must come from the checkpoint
-    resumed_history = fit(resumed, TRAIN, TEST, resume=tmp_path / "run.pt")
+    resumed_history = fit(resumed, TRAIN, TEST, resume=path)
     assert without_seconds(resumed_history) == without_seconds(history)
-    assert resumed_history.epoch == [1, 2, 3, 4] and resumed_history.lr[-1] == pytest.approx(5e-4)
+    assert resumed_history.epoch == [1, 2, 3, 4]
     expected = straight.state_dict()
     for name, tensor in resumed.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
-    assert load_checkpoint(tmp_path / "run.pt")["epoch"] == 4
+    assert load_checkpoint(path)["epoch"] == 4
+    assert load_checkpoint(path)["format"] == checkpoint.CHECKPOINT_FORMAT
+
+
+# --- checkpoints of the previous format (1: the hand-written schedule, as a LambdaLR) -----------
+
+# The last commit whose train.py wrote format 1; runs/paper_resnet20 was started with it.
+FORMAT_1_COMMIT = "88d34dd4f018466783267129dcf711e090a5e103"
+
+
+def format_1_train_module(monkeypatch) -> types.ModuleType:
+    """train.py as it was at FORMAT_1_COMMIT (from git), loaded beside today's package."""
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{FORMAT_1_COMMIT}:resnet_tutorial/train.py"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"needs git and the repository's history (commit {FORMAT_1_COMMIT[:7]})")
+    module = types.ModuleType("format_1_train")
+    monkeypatch.setitem(sys.modules, module.__name__, module)  # for its dataclasses
+    exec(compile(source, "format_1_train.py", "exec"), module.__dict__)
+    return module
+
+
+@pytest.mark.parametrize("options", RESUMED, ids=["step", "cosine-warmup", "onecycle"])
+def test_a_checkpoint_written_by_the_previous_code_resumes_as_the_same_run(
+    tmp_path, monkeypatch, options
+):
+    old = format_1_train_module(monkeypatch)
+    config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "run.pt"), **options)
+    old_config = old.TrainConfig(**config.to_dict())
+    old_history = old.fit(TinyNet(), TRAIN, TEST, dataclasses.replace(old_config, checkpoint=None))
+    path = interrupted_at_epoch_2(old_config, run=old.fit)
+    saved = load_checkpoint(path)
+    assert saved["format"] == 1 and "lr_lambdas" in saved["scheduler"]
+
+    straight = TinyNet()
+    history = fit(straight, TRAIN, TEST, dataclasses.replace(config, checkpoint=None))
+    resumed = TinyNet(seed=123)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same run: no warning
+        resumed_history = fit(resumed, TRAIN, TEST, config, resume=path)
+    if not options:  # the step schedule: today's code gives the old run's numbers to the bit
+        assert without_seconds(history) == without_seconds(old_history)
+    for got in (resumed_history, history):
+        for key, value in without_seconds(got).items():
+            assert value == pytest.approx(without_seconds(old_history)[key], rel=1e-6), key
+    # The lr of the old epochs may differ in the last bit (torch's schedulers round otherwise
+    # than the hand-written factors did, except the step schedule's); the training does not.
+    assert resumed_history.lr == pytest.approx(history.lr, rel=1e-13)
+    resumed_history.lr = history.lr
+    assert without_seconds(resumed_history) == without_seconds(history)
+    expected = straight.state_dict()
+    assert all(torch.equal(tensor, expected[k]) for k, tensor in resumed.state_dict().items())
+    assert load_checkpoint(path)["format"] == checkpoint.CHECKPOINT_FORMAT  # written anew
+
+
+def in_format_1(state: dict, config: TrainConfig, steps_per_epoch: int) -> dict:
+    """`state` as the code before torch's schedulers wrote it: format 1, the schedule a LambdaLR
+    of the hand-computed factors, the optimizer's groups with the lr it set and without the
+    keys of OneCycleLR."""
+    total = config.epochs_for(steps_per_epoch) * steps_per_epoch
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=config.lr)
+    factors = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: paper_factor(s, total, config.schedule, warmup)
+    )
+    scheduler_lrs(factors, state["scheduler"]["last_epoch"])
+    old = copy.deepcopy(state)
+    old["format"], old["scheduler"] = 1, factors.state_dict()
+    for group in old["optimizer"]["param_groups"]:
+        group.pop("max_lr", None), group.pop("min_lr", None)
+        group.update(lr=optimizer.param_groups[0]["lr"], initial_lr=config.lr)
+    return old
+
+
+@pytest.mark.parametrize("options", RESUMED, ids=["step", "cosine-warmup", "onecycle"])
+def test_a_checkpoint_of_format_1_built_by_hand_resumes_as_the_same_run(tmp_path, options):
+    # The same check as above without git: the format-1 checkpoint is built by hand.
+    config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "run.pt"), **options)
+    straight = TinyNet()
+    history = fit(straight, TRAIN, TEST, dataclasses.replace(config, checkpoint=None))
+    path = interrupted_at_epoch_2(config)
+    checkpoint.atomic_save(in_format_1(load_checkpoint(path), config, 5), path)
+    resumed = TinyNet(seed=123)
+    resumed_history = fit(resumed, TRAIN, TEST, config, resume=path)
+    assert without_seconds(resumed_history) == without_seconds(history)
+    expected = straight.state_dict()
+    assert all(torch.equal(tensor, expected[k]) for k, tensor in resumed.state_dict().items())
+
+
+def test_a_checkpoint_of_an_unknown_format_is_refused(tmp_path):
+    config = dataclasses.replace(QUICK, epochs=1, checkpoint=str(tmp_path / "c.pt"))
+    fit(TinyNet(), TRAIN, TEST, config)
+    state = load_checkpoint(tmp_path / "c.pt")
+    checkpoint.atomic_save({**state, "format": 99}, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="has format 99; this version of the package reads"):
+        fit(TinyNet(), TRAIN, TEST, config, resume=tmp_path / "c.pt")
 
 
 def test_a_run_of_iterations_trains_whole_epochs_and_divides_at_half_and_three_quarters():
@@ -411,19 +575,18 @@ def test_the_makefile_resumes_the_paper_run_with_the_settings_it_started_with():
     # run: no warning, 164 epochs of 391 steps.
     started = TrainConfig(epochs=164, precision="bf16", progress=True,
                           checkpoint="runs/paper_resnet20/checkpoint.pt")  # fmt: skip
-    root = Path(__file__).resolve().parent.parent
     printed = subprocess.run(
         ["make", "-nB", "book/results/paper_resnet20.json", "RESULTS_PRECISION=bf16"],
-        cwd=root, capture_output=True, text=True, check=True,
+        cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    command = printed.replace("\\\n", " ").split("-m resnet_tutorial.train", 1)[1]
+    command = printed.replace("\\\n", " ").split("-m resnet_tutorial ", 1)[1]
     command = command.split("$(test -f", 1)[0]  # the shell adds --resume when a checkpoint exists
-    args = train_module._parser().parse_args([*shlex.split(command), "--resume"])
-    config = train_module.config_from_args(args)
+    args = cli._parser().parse_args([*shlex.split(command), "--resume"])
+    config = cli.config_from_args(args)
     assert config.checkpoint == started.checkpoint and config.epochs_for(391) == 164
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train_module._warn_if_changed(started, config, 391)
+        checkpoint.warn_if_changed(started, config, 391)
 
 
 def test_resume_warns_when_the_settings_differ(tmp_path):
@@ -435,6 +598,19 @@ def test_resume_warns_when_the_settings_differ(tmp_path):
     assert history.epoch == [1, 2]
     with pytest.raises(ValueError, match="trained on 160 images, got 40"):
         fit(TinyNet(), TEST, TEST, resume=tmp_path / "c.pt")
+
+
+def test_a_longer_resumed_run_follows_the_longer_schedule(tmp_path):
+    config = dataclasses.replace(
+        QUICK, epochs=1, schedule="onecycle", checkpoint=str(tmp_path / "c.pt")
+    )
+    fit(TinyNet(), TRAIN, TEST, config)  # 5 steps: the cycle ends at lr / 25e4
+    longer = dataclasses.replace(config, epochs=3)
+    with pytest.warns(UserWarning, match=r"epochs \(1 -> 3\)"):
+        history = fit(TinyNet(), TRAIN, TEST, longer, resume=tmp_path / "c.pt")
+    rates = paper_rates(longer, 5)  # the 15-step cycle: epochs 2 and 3 end at steps 9 and 14
+    assert history.epoch == [1, 2, 3]
+    assert history.lr[1:] == pytest.approx([rates[9], rates[14]], rel=1e-12)
 
 
 def test_a_crash_while_saving_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -478,7 +654,7 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(data, "cifar10", small_cifar10)  # data.py's own tests read CIFAR-10
     out = tmp_path / "r8"
     argv = ["--model", "cifar_resnet8", "--epochs", "1", "--per-class", "3", "--out", str(out)]
-    result = train_module.main([*argv, "--batch-size", "10", "--device", "cpu"])
+    result = cli.main([*argv, "--batch-size", "10", "--device", "cpu"])
     written = json.loads((out / "result.json").read_text())
     assert written == json.loads(json.dumps(result))
     for key in ("model", "final_test_error", "best_test_error", "history", "total_seconds",
@@ -489,7 +665,7 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
     assert written["device"] == "cpu" and written["device_name"]
     # the final weights, a plain state_dict beside the JSON, are the trained model's
     weights = torch.load(out / written["weights"], weights_only=True)
-    model = train_module.build_model("cifar_resnet8")
+    model = results.build_model("cifar_resnet8")
     model.load_state_dict(weights, strict=True)
     test = small_cifar10("test", per_class=3)
     assert evaluate(model, test)[1] == pytest.approx(written["final_test_error"])
@@ -500,17 +676,52 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
     assert f"wrote {out / 'result.json'}" in capsys.readouterr().out
     # --iterations: 30 images at batch 10 are 3 steps per epoch; 5 steps -> 2 epochs
     argv = ["--iterations", "5", "--per-class", "3", "--out", str(tmp_path / "it")]
-    result = train_module.main([*argv, "--batch-size", "10", "--device", "cpu"])
+    result = cli.main([*argv, "--batch-size", "10", "--device", "cpu"])
     assert result["history"]["epoch"] == [1, 2]
     assert (result["config"]["epochs"], result["config"]["iterations"]) == (None, 5)
 
 
 def test_the_command_line_defaults_to_the_papers_64k_iterations(tmp_path):
-    args = train_module._parser().parse_args(["--out", str(tmp_path)])
-    config = train_module.config_from_args(args)
+    args = cli._parser().parse_args(["--out", str(tmp_path)])
+    config = cli.config_from_args(args)
     assert (config.epochs, config.iterations) == (None, 64_000)
-    args = train_module._parser().parse_args(["--out", str(tmp_path), "--epochs", "10"])
-    assert (train_module.config_from_args(args).epochs, args.iterations) == (10, None)
+    args = cli._parser().parse_args(["--out", str(tmp_path), "--epochs", "10"])
+    assert (cli.config_from_args(args).epochs, args.iterations) == (10, None)
+
+
+def test_every_setting_is_an_option_with_help_and_the_same_default(tmp_path):
+    parser = cli._parser()
+    options = {action.dest: action for action in parser._actions}
+    for field in dataclasses.fields(TrainConfig):
+        if field.name != "checkpoint":
+            assert options[field.name].help, field.name
+    config = cli.config_from_args(parser.parse_args(["--out", str(tmp_path)]))
+    assert config == TrainConfig(checkpoint=str(tmp_path / "checkpoint.pt"))
+
+
+def test_options_of_every_kind_and_the_earlier_names(tmp_path):
+    argv = ["--out", str(tmp_path), "--no-decay-bn-bias", "--compile", "--progress",
+            "--no-augment", "--nesterov", "--momentum", "0.8", "--weight-decay", "5e-4",
+            "--schedule", "cosine", "--warmup-epochs", "1.5", "--mean", "0.5", "--std", "0.25",
+            "--device", "cpu", "--iterations", "100", "--no-channels-last"]  # fmt: skip
+    config = cli.config_from_args(cli._parser().parse_args(argv))
+    assert config == TrainConfig(
+        iterations=100, momentum=0.8, weight_decay=5e-4, nesterov=True, schedule="cosine",
+        warmup_epochs=1.5, decay_bn_and_bias=False, channels_last=False, compile=True,
+        device="cpu", mean=(0.5,), std=(0.25,), augment=False, progress=True,
+        checkpoint=str(tmp_path / "checkpoint.pt"),
+    )  # fmt: skip
+    args = cli._parser().parse_args(["--out", str(tmp_path), "--decay-bn-and-bias"])
+    assert cli.config_from_args(args).decay_bn_and_bias and args.progress is None
+
+
+def test_help_prints_no_runpy_warning():
+    # `python -m resnet_tutorial.train` printed runpy's RuntimeWarning ('found in sys.modules
+    # after import of package'); the package's __main__.py must not.
+    env = {**os.environ, "PYTHONWARNINGS": "default"}
+    done = subprocess.run([sys.executable, "-m", "resnet_tutorial", "--help"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stderr == "" and "--warmup-epochs" in done.stdout and "--resume" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -518,16 +729,19 @@ def test_the_command_line_defaults_to_the_papers_64k_iterations(tmp_path):
     [
         (["--model", "resnet20"], "unknown model 'resnet20'"),
         (["--model", "cifar_resnet21"], "depth must be 6n \\+ 2"),
-        (["--epochs", "0"], "must be an integer >= 1, got '0'"),
-        (["--iterations", "-5"], "must be an integer >= 1, got '-5'"),
+        (["--epochs", "0"], "epochs must be a positive int, got 0"),
+        (["--iterations", "-5"], "iterations must be a positive int, got -5"),
+        (["--epochs", "2.5"], "invalid int value: '2.5'"),
+        (["--per-class", "0"], "must be a positive int, got '0'"),
         (["--epochs", "2", "--iterations", "5"], "give epochs or iterations, not both"),
         (["--schedule", "linear"], "invalid choice: 'linear'"),
+        (["--lr", "-1"], "lr must be a finite number > 0"),
         (["--resume"], "no checkpoint at"),
     ],
 )
 def test_the_command_line_rejects_bad_arguments(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
-        train_module.main([*argv, "--out", str(tmp_path)])
+        cli.main([*argv, "--out", str(tmp_path)])
     error = capsys.readouterr().err
     assert re.search(message, error), error
 

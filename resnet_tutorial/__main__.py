@@ -1,0 +1,223 @@
+"""The command line: `python -m resnet_tutorial --model cifar_resnet20 --out runs/r20`.
+
+Trains a CIFAR-10 network with the paper's recipe (He et al. 2016, Sec. 4.2), by default for
+its 64,000 iterations, writing `<out>/checkpoint.pt` after every epoch (`--resume` continues
+from it), then writes `<out>/result.json` (curves, configuration, provenance) and the final
+weights beside it. Every field of `TrainConfig` is an option, made from the dataclass:
+`batch_size` is `--batch-size`, a bool `augment` is `--augment` / `--no-augment`, and the help
+is the field's entry in TrainConfig's docstring. Under `torchrun -m resnet_tutorial` each
+process trains its share with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_tutorial import data
+from resnet_tutorial._util import check_positive_int
+from resnet_tutorial.checkpoint import atomic_save, seed_everything
+from resnet_tutorial.results import MODEL_NAME, build_model
+from resnet_tutorial.train import TrainConfig, default_device, fit
+
+PROG = "python -m resnet_tutorial"
+# TrainConfig's fields that are no options: the checkpoint is always <out>/checkpoint.pt.
+NOT_OPTIONS = ("checkpoint",)
+# Names the options had before they were made from the fields, still accepted.
+ALIASES = {"decay_bn_and_bias": ["--decay-bn-bias"]}  # and so --no-decay-bn-bias
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Train, then write `<out>/result.json` and the final weights beside it; returns the result."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    checkpoint = args.out / "checkpoint.pt"
+    if args.resume and not checkpoint.exists():
+        parser.error(f"--resume: no checkpoint at {checkpoint}")
+    try:
+        config = config_from_args(args)
+        seed_everything(config.seed)  # the same initial weights for the same seed
+        model = build_model(args.model, zero_init_residual=args.zero_init_residual)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    train = data.cifar10("train", root=args.data_root, per_class=args.per_class)
+    test = data.cifar10("test", root=args.data_root, per_class=args.per_class)
+    device = torch.device(config.device) if config.device is not None else default_device()
+    made_with = provenance(device)  # now: the code that runs is the code of this commit
+    start = time.perf_counter()
+    history = fit(model, train, test, config, resume=checkpoint if args.resume else None)
+    result_path = args.result or args.out / "result.json"
+    weights = result_path.with_suffix(".pt")
+    result = {
+        "name": result_path.stem,
+        "model": args.model,
+        "final_test_error": history.final["test_error"],
+        "best_test_error": history.best()["test_error"],
+        "best_epoch": history.best()["epoch"],
+        "history": history.to_dict(),
+        "total_seconds": sum(history.seconds),
+        "seconds_this_run": time.perf_counter() - start,
+        "command": f"{PROG} " + " ".join(sys.argv[1:] if argv is None else argv),
+        "weights": weights.name,
+        **made_with,
+        "seed": config.seed,
+        "data_source": train.source,
+        "train_images": len(train.labels),
+        "test_images": len(test.labels),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "config": config.to_dict(),
+    }
+    if int(os.environ.get("RANK", "0")) == 0:
+        result_path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        atomic_save(state, weights)  # a plain state_dict, loadable with weights_only=True
+        result_path.write_text(json.dumps(result, indent=1) + "\n")
+        epochs = f"{len(history)} epoch{'s' if len(history) != 1 else ''}"
+        print(f"test error {result['final_test_error']:.2%} after {epochs}")
+        print(f"wrote {result_path}, {weights} and {checkpoint}")
+    return result
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of parsed arguments, with its checkpoint at `<out>/checkpoint.pt`."""
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+               if f.name not in NOT_OPTIONS}  # fmt: skip
+    return TrainConfig(**options, checkpoint=str(args.out / "checkpoint.pt"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train a CIFAR-10 ResNet with the paper's recipe (He et al. 2016, Sec. 4.2).",
+    )
+    add = parser.add_argument
+    add("--model", type=_model_name, default="cifar_resnet20",
+        help="cifar_resnetN or cifar_plainN, N = 6n + 2 (default: cifar_resnet20)")  # fmt: skip
+    add("--out", type=Path, required=True, help="folder for result.json and checkpoint.pt")
+    add("--result", type=Path, default=None,
+        help="the result's JSON file (default <out>/result.json); the final weights go beside "
+        "it, with the suffix .pt")  # fmt: skip
+    add("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    add("--zero-init-residual", action="store_true", help="zero the last BN of each block")
+    add("--per-class", type=_positive_int, default=None,
+        help="train and test on this many images per class (a quick subset)")  # fmt: skip
+    add("--data-root", type=Path, default=None, help="default: $RESNET_TUTORIAL_DATA")
+    _add_config_options(parser)
+    return parser
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of TrainConfig, its kind read from the field's type."""
+    group = parser.add_argument_group("training (the fields of TrainConfig)")
+    hints, helps = typing.get_type_hints(TrainConfig), _field_help()
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in NOT_OPTIONS:
+            continue
+        kind = hints[field.name]
+        if isinstance(kind, types.UnionType):  # `int | None`: an option that may be left out
+            (kind,) = [t for t in typing.get_args(kind) if t is not type(None)]
+        options: dict[str, Any] = {"dest": field.name, "default": field.default}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is typing.Literal:
+            options["choices"] = typing.get_args(kind)
+        elif typing.get_origin(kind) is tuple:  # mean, std: tuple[float, ...]
+            options.update(type=float, nargs="+")
+        else:
+            options["type"] = kind  # int, float, str
+        flags = ["--" + field.name.replace("_", "-"), *ALIASES.get(field.name, [])]
+        group.add_argument(*flags, help=helps[field.name], **options)
+
+
+def _field_help() -> dict[str, str]:
+    """Each field's entry under "Args:" in TrainConfig's docstring, joined into one line."""
+    entries: dict[str, str] = {}
+    names: list[str] = []
+    for line in inspect.cleandoc(TrainConfig.__doc__).split("Args:\n", 1)[1].splitlines():
+        entry = re.fullmatch(r" {4}(\w[\w, ]*): (.*)", line)  # "    lr: base ..."
+        if entry:
+            names = [name.strip() for name in entry.group(1).split(",")]
+            entries.update(dict.fromkeys(names, entry.group(2)))
+        elif line.startswith(" " * 8):  # the entry goes on
+            entries.update({name: f"{entries[name]} {line.strip()}" for name in names})
+    return {name: text.replace("%", "%%") for name, text in entries.items()}  # argparse's %
+
+
+def _model_name(value: str) -> str:
+    if not MODEL_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"unknown model {value!r}: use cifar_resnetN or cifar_plainN with N = 6n + 2 "
+            "(20, 32, 44, 56, 110, ...)"
+        )
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+        check_positive_int("value", number)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}") from error
+    return number
+
+
+# --- provenance ---------------------------------------------------------------------------------
+
+
+def provenance(device: torch.device | str) -> dict[str, Any]:
+    """Where a run was made: device and its model, threads, torch, Python, and the git commit
+    of the package's checkout (read when the run starts: the code it runs)."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "device": str(device),
+        "device_name": name,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else platform.machine()
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout the package runs from (with "+dirty" for local changes)."""
+    folder = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "-uno")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+if __name__ == "__main__":
+    main()
