@@ -3,11 +3,15 @@
 The models (`resnet`, `cifar_resnet`, …), their parts (`BasicBlock`, `make_stage`, …), their
 measures (`count_parameters`, `count_macs`, …), pretrained weights, data (`rt.data`), training
 (`fit`, `TrainConfig`, `rt.scale()`), the reference runs (`rt.results`), plots (`rt.plot`) and
-exercise checks (`rt.exercises`),
-importable as `import resnet_tutorial as rt`.
+exercise checks (`rt.exercises`), importable as `import resnet_tutorial as rt`.
+
+`rt.plot` and `rt.exercises` are imported on first use, so that `import resnet_tutorial` does
+not import matplotlib.
 """
 
-from . import blocks, data, exercises, measure, plot, results, train, transfer
+import importlib
+
+from . import blocks, checkpoint, data, measure, results, train, transfer
 from .blocks import (
     BasicBlock,
     Bottleneck,
@@ -68,3 +72,15 @@ from .transfer import (
 )
 
 __version__ = "0.1.0"
+
+_LAZY = ("plot", "exercises")
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)  # now also an attribute of rt
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

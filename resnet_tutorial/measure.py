@@ -180,7 +180,7 @@ def gradient_norms(
 
 @torch.no_grad()
 def response_stds(model: nn.Module, images: Tensor) -> list[tuple[str, float]]:
-    """Standard deviation of each 3×3 layer's response, input to output (He et al. 2016, Fig. 7).
+    """Standard deviation of each 3×3 layer's response, input to output (He et al. 2016a, Fig. 7).
 
     The response of a layer is the output of the BN after its convolution, before the ReLU or
     the addition; its std is taken per channel over the images and positions, then averaged

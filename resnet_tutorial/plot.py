@@ -9,6 +9,12 @@ nothing piles up in pyplot's list of open figures. Functions that draw on one ax
 
 Error rates and accuracies are fractions in [0, 1], as ``History`` stores them; they are
 drawn in percent.
+
+Arguments are checked only where a mistake would draw a wrong figure without a word: a
+percentage where a fraction belongs, a value <= 0 on a log axis (matplotlib leaves it out), a
+reference or spread under a name that is not drawn, labels or augmented images that do not
+match the images one for one, a block kind that does not exist. Other mistakes are left to
+the clear errors of torch, numpy and matplotlib.
 """
 
 from __future__ import annotations
@@ -29,27 +35,8 @@ from matplotlib.path import Path
 from matplotlib.ticker import FuncFormatter, LogFormatter, NullFormatter
 from torch import Tensor
 
-__all__ = [
-    "PALETTE",
-    "STYLE",
-    "accuracy_vs_labels",
-    "augmentation",
-    "bars",
-    "confusion_counts",
-    "confusion_matrix",
-    "cost_bars",
-    "error_vs_depth",
-    "feature_maps",
-    "filters",
-    "gradient_norms",
-    "image_grid",
-    "lr_schedule",
-    "per_class_indices",
-    "residual_block_diagram",
-    "shape_trace",
-    "style",
-    "training_curves",
-]
+from .data import per_class_indices
+from .measure import confusion_counts
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable under the common colour-vision
 # deficiencies, and still ordered sensibly when printed in grey.
@@ -90,7 +77,6 @@ STYLE: dict[str, Any] = {
     "savefig.dpi": 150,
 }
 
-Sized = Sequence | np.ndarray | Tensor
 History = Any  # duck-typed: a train.History or a dict with the same keys
 
 
@@ -144,73 +130,56 @@ def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _array(values: Any, name: str, *, ndim: int | None = None) -> np.ndarray:
-    """A float numpy array from a tensor, array or list; `name` is used in the error."""
+def _numbers(values: Any) -> np.ndarray:
+    """A float numpy array from a tensor, an array or a list (``None`` for missing → NaN)."""
     if isinstance(values, Tensor):
         values = values.detach().cpu().float().numpy()
-    try:
-        out = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must hold numbers, got {type(values).__name__}") from err
-    if ndim is not None and out.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(out.shape)}")
-    return out
-
-
-def _fractions(values: Any, name: str) -> np.ndarray:
-    """Error rates or accuracies as a 1-D array of fractions in [0, 1] (NaN for missing)."""
-    if not isinstance(values, Tensor):
+    elif not isinstance(values, np.ndarray):
         values = [math.nan if v is None else v for v in values]
-    out = _array(values, name, ndim=1)
+    return np.asarray(values, dtype=float)
+
+
+def _percent(values: Any, name: str) -> np.ndarray:
+    """Fractions in [0, 1] (NaN for missing) in percent; a percentage given is an error."""
+    out = _numbers(values)
     bad = out[np.isfinite(out) & ((out < 0) | (out > 1))]
     if bad.size:
         raise ValueError(
             f"{name} must be fractions in [0, 1], got {bad[0]:g}; divide percentages by 100"
         )
-    return out
+    return 100 * out
 
 
-def _same_length(name: str, values: Sized, other_name: str, other: Sized) -> None:
-    if len(values) != len(other):
-        raise ValueError(
-            f"{name} has {len(values)} values but {other_name} has {len(other)}; "
-            "they must have the same length"
-        )
+def _positive(values: np.ndarray, name: str) -> np.ndarray:
+    """Values for a log axis, which would leave out a value <= 0 without a word."""
+    if (values <= 0).any():
+        raise ValueError(f"{name} has a value <= 0, which a log axis cannot draw: {values}")
+    return values
 
 
-def _field(history: History, key: str, name: str) -> list:
-    if isinstance(history, Mapping):
-        if key not in history:
-            raise ValueError(f"{name} has no {key!r}; expected a History or a dict with that key")
-        return list(history[key])
-    if not hasattr(history, key):
-        raise ValueError(f"{name} has no attribute {key!r}; expected a History or a dict")
-    return list(getattr(history, key))
+def _drawn(extra: Mapping[str, Any] | None, name: str, names: Any, names_name: str) -> None:
+    """Each name of `extra` (references, spreads) must be drawn, not silently left out."""
+    unknown = sorted(set(extra or {}) - set(names))
+    if unknown:
+        raise ValueError(f"{name} has names {unknown} that are not in {names_name} {list(names)}")
 
 
 def _error_columns(history: History, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(epoch, train error, test error) of one history, lengths checked."""
-    epoch = _array(_field(history, "epoch", name), f"{name}.epoch", ndim=1)
-    train = _fractions(_field(history, "train_error", name), f"{name}.train_error")
-    test = _fractions(_field(history, "test_error", name), f"{name}.test_error")
-    _same_length(f"{name}.train_error", train, f"{name}.epoch", epoch)
-    _same_length(f"{name}.test_error", test, f"{name}.epoch", epoch)
-    return epoch, train, test
+    """(epoch, train error %, test error %) of a ``History`` or a dict with those keys."""
+
+    def column(key: str) -> Any:
+        return history[key] if isinstance(history, Mapping) else getattr(history, key)
+
+    train = _percent(column("train_error"), f"{name}.train_error")
+    return _numbers(column("epoch")), train, _percent(column("test_error"), f"{name}.test_error")
 
 
-def _as_images(images: Any, name: str, mean: Any = None, std: Any = None) -> np.ndarray:
+def _as_images(images: Any, mean: Any = None, std: Any = None) -> np.ndarray:
     """[N, C, H, W] uint8 (0..255) or float (0..1) → [N, H, W, C] floats in [0, 1]."""
-    if not isinstance(images, Tensor):
-        images = torch.as_tensor(np.asarray(images))
-    if images.dim() != 4:
-        raise ValueError(f"{name} must be 4-D [N, C, H, W], got shape {tuple(images.shape)}")
-    if images.shape[1] not in (1, 3):
-        raise ValueError(f"{name} must have 1 or 3 channels, got shape {tuple(images.shape)}")
-    x = images.detach().cpu()
+    x = images if isinstance(images, Tensor) else torch.as_tensor(np.asarray(images))
+    x = x.detach().cpu()
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-    if (mean is None) != (std is None):
-        raise ValueError("mean and std must be given together (to undo a normalisation)")
-    if mean is not None:
+    if mean is not None:  # undo a normalisation
         x = x * torch.as_tensor(std, dtype=torch.float).view(1, -1, 1, 1)
         x = x + torch.as_tensor(mean, dtype=torch.float).view(1, -1, 1, 1)
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
@@ -283,7 +252,8 @@ def training_curves(
     ylim: tuple[float, float] | None = None,
     held_out: str = "test",
 ) -> Figure:
-    """Train (solid) and test (dashed) error per epoch, one colour per run (He et al. Fig. 6).
+    """Train (thin, dashed) and test (bold) error per epoch, one colour per run, in the style of
+    He et al. (2016a), Fig. 6, as `paper_curves`.
 
     Args:
         runs: name → ``History`` (or dict with ``epoch``, ``train_error``, ``test_error``),
@@ -292,38 +262,28 @@ def training_curves(
         title: axis title.
         ax: axis to draw on; a new figure when ``None``.
         ylim: y range in percent, e.g. ``(0, 20)`` to zoom in as the paper does.
-        held_out: what the dashed curve (the history's ``test_error``) was measured on, for
+        held_out: what the bold curve (the history's ``test_error``) was measured on, for
             the legend: "validation" when `fit` was given a validation split.
     """
-    if not runs:
-        raise ValueError("runs is empty; give at least one name → History")
     with style():
         fig, ax = _figure_and_axes(ax, (6.4, 4.2))
         for i, (name, run) in enumerate(runs.items()):
-            seeds = list(run) if isinstance(run, (list, tuple)) else [run]
-            if not seeds:
-                raise ValueError(f"runs[{name!r}] is an empty list of histories")
-            columns = [_error_columns(h, f"runs[{name!r}][{j}]") for j, h in enumerate(seeds)]
+            seeds = run if isinstance(run, (list, tuple)) else [run]
+            columns = [_error_columns(h, f"runs[{name!r}]") for h in seeds]
             epoch = columns[0][0]
-            for j, (other_epoch, _, _) in enumerate(columns[1:], start=1):
-                if not np.array_equal(other_epoch, epoch):
-                    raise ValueError(
-                        f"runs[{name!r}][{j}] has epochs {other_epoch.tolist()}, but "
-                        f"runs[{name!r}][0] has {epoch.tolist()}; seeds must share epochs"
-                    )
-            for k, (part, dashes) in enumerate((("train", "-"), (held_out, "--")), start=1):
-                errors = 100 * np.stack([c[k] for c in columns])  # (seeds, epochs), in %
-                ax.plot(epoch, errors.mean(0), dashes, color=_color(i), label=f"{name} {part}")
+            lines = (("train", "--", 1.0), (held_out, "-", 2.4))  # the paper's Fig. 6
+            for k, (part, dashes, width) in enumerate(lines, start=1):
+                errors = np.stack([c[k] for c in columns])  # (seeds, epochs), in %
+                ax.plot(epoch, errors.mean(0), dashes, lw=width, color=_color(i),
+                        label=f"{name} {part}")  # fmt: skip
                 if len(seeds) > 1:
                     ax.fill_between(
                         epoch, errors.min(0), errors.max(0), color=_color(i), alpha=0.18, lw=0
                     )
         runs_legend = [Line2D([], [], color=_color(i), label=n) for i, n in enumerate(runs)]
-        kinds_legend = [
-            Line2D([], [], color="0.3", ls="-", label="train"),
-            Line2D([], [], color="0.3", ls="--", label=held_out),
-        ]
-        ax.legend(handles=runs_legend + kinds_legend, ncols=2 if len(runs) > 3 else 1)
+        kinds = [Line2D([], [], color="0.3", ls="--", lw=1.0, label="train"),
+                 Line2D([], [], color="0.3", ls="-", lw=2.4, label=held_out)]  # fmt: skip
+        ax.legend(handles=runs_legend + kinds, ncols=2 if len(runs) > 3 else 1)
         ax.set_xlabel("epoch")
         ax.set_ylabel("error (%)")
         if ylim is not None:
@@ -347,16 +307,14 @@ def paper_curves(
         lr_drops: epochs at which the learning rate was divided, drawn as dotted lines.
         ylim: y range in percent (the paper zooms to 0–20).
     """
-    if not panels:
-        raise ValueError("panels is empty; give at least one panel title → runs")
     with style():
         fig = _new_figure((5.2 * len(panels), 4.2))
         axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
         for ax, (panel, runs) in zip(axes, panels.items()):
             for i, (name, history) in enumerate(runs.items()):
                 epoch, train, test = _error_columns(history, f"panels[{panel!r}][{name!r}]")
-                ax.plot(epoch, 100 * train, "--", lw=1.0, color=_color(i))
-                ax.plot(epoch, 100 * test, "-", lw=2.4, color=_color(i), label=name)
+                ax.plot(epoch, train, "--", lw=1.0, color=_color(i))
+                ax.plot(epoch, test, "-", lw=2.4, color=_color(i), label=name)
             for drop in lr_drops:
                 ax.axvline(drop, color="0.5", ls=":", lw=1.0)
             kinds = [Line2D([], [], color="0.3", ls="--", lw=1.0, label="train"),
@@ -386,19 +344,13 @@ def lr_schedule(
         steps_per_epoch: divide the step index by this to put epochs on the x axis.
         log: logarithmic learning-rate axis (step decays become equal steps).
     """
-    if not schedules:
-        raise ValueError("schedules is empty; give at least one name → learning rates")
-    if steps_per_epoch is not None and steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch}")
     with style():
         fig, ax = _figure_and_axes(ax, (6.4, 3.6))
         for i, (name, rates) in enumerate(schedules.items()):
-            lr = _array(rates, f"schedules[{name!r}]", ndim=1)
-            if log and (lr <= 0).any():
-                raise ValueError(f"schedules[{name!r}] has a rate <= 0, which log=True cannot draw")
-            x = np.arange(len(lr), dtype=float)
-            if steps_per_epoch is not None:
-                x = x / steps_per_epoch
+            lr = _numbers(rates)
+            if log:
+                _positive(lr, f"schedules[{name!r}]")
+            x = np.arange(len(lr), dtype=float) / (steps_per_epoch or 1)
             ax.plot(x, lr, color=_color(i), label=name, drawstyle="steps-post")
         ax.set_xlabel("iteration" if steps_per_epoch is None else "epoch")
         ax.set_ylabel("learning rate")
@@ -410,22 +362,6 @@ def lr_schedule(
 
 
 # --------------------------------------------------------------------------- images
-
-
-def per_class_indices(labels: Tensor | Sequence[int], per_class: int, num_classes: int) -> Tensor:
-    """Indices of the first ``per_class`` images of each class, class by class: [num_classes·k]."""
-    y = torch.as_tensor(labels).flatten()
-    if per_class < 1:
-        raise ValueError(f"per_class must be a positive integer, got {per_class}")
-    picked = []
-    for c in range(num_classes):
-        where = torch.nonzero(y == c).flatten()[:per_class]
-        if len(where) < per_class:
-            raise ValueError(
-                f"per_class={per_class} but class {c} has only {len(where)} images in labels"
-            )
-        picked.append(where)
-    return torch.cat(picked)
 
 
 def image_grid(
@@ -449,16 +385,13 @@ def image_grid(
         per_class: show the first ``per_class`` images of every class, one row per class.
         mean, std: per-channel statistics to undo a normalisation before drawing.
     """
-    pictures = _as_images(images, "images", mean, std)
+    pictures = _as_images(images, mean, std)
     if labels is not None:
         labels = torch.as_tensor(labels).flatten()
-        _same_length("labels", labels, "images", pictures)
-    if ncols < 1:
-        raise ValueError(f"ncols must be a positive integer, got {ncols}")
+        if len(labels) != len(pictures):  # the titles would name other images
+            raise ValueError(f"labels has {len(labels)} values but images has {len(pictures)}")
     titles = row_labels = None
     if per_class is not None:
-        if labels is None:
-            raise ValueError("per_class needs labels, to know which image is which class")
         num_classes = len(classes) if classes is not None else int(labels.max()) + 1
         order = per_class_indices(labels, per_class, num_classes).tolist()
         ncols = per_class
@@ -493,22 +426,15 @@ def augmentation(
         mean, std: per-channel statistics to undo a normalisation (applied to ``after`` only;
             ``before`` is taken as raw images).
     """
-    rows = [_as_images(before, "before")]
     draws = [after] if isinstance(after, (Tensor, np.ndarray)) else list(after)
-    if not draws:
-        raise ValueError("after is an empty list; give at least one tensor of augmented images")
-    for j, draw in enumerate(draws):
-        name = "after" if len(draws) == 1 else f"after[{j}]"
-        rows.append(_as_images(draw, name, mean, std))
-        if rows[-1].shape != rows[0].shape:
-            raise ValueError(
-                f"{name} has shape {rows[-1].shape} (N, H, W, C) but before has "
-                f"{rows[0].shape}; each augmented image must sit under its original"
-            )
+    rows = [_as_images(before)] + [_as_images(draw, mean, std) for draw in draws]
+    for j, row in enumerate(rows[1:]):
+        if row.shape != rows[0].shape:  # the rows would wrap, images under others' originals
+            name = "after" if len(draws) == 1 else f"after[{j}]"
+            raise ValueError(f"{name} has shape {row.shape} (N, H, W, C), before {rows[0].shape}")
     if row_labels is None:
         draw_labels = [f"augmented {j + 1}" for j in range(len(draws))]
         row_labels = ["original", *(draw_labels if len(draws) > 1 else ["augmented"])]
-    _same_length("row_labels", row_labels, "the rows (before + after)", rows)
     with style():
         pictures = [picture for row in rows for picture in row]
         fig = _tiles(pictures, len(rows[0]), row_labels=row_labels)
@@ -527,38 +453,6 @@ def _normalize_each(maps: Tensor) -> Tensor:
     return torch.where(span > 0, scaled, torch.full_like(maps, 0.5))
 
 
-def filters(
-    weight: Tensor,
-    *,
-    ncols: int = 8,
-    max_filters: int | None = None,
-    title: str = "First-layer filters",
-) -> Figure:
-    """Convolution filters as small images, each scaled to [0, 1] on its own (RGB if in = 3).
-
-    Args:
-        weight: [out, in, k, k], e.g. ``model.conv1.weight``. Filters with 3 input channels
-            are drawn in colour; others as the grey mean over input channels.
-        ncols: filters per row.
-        max_filters: draw only the first ones.
-    """
-    if not isinstance(weight, Tensor):
-        weight = torch.as_tensor(np.asarray(weight))
-    if weight.dim() != 4:
-        raise ValueError(f"weight must be 4-D [out, in, k, k], got shape {tuple(weight.shape)}")
-    if ncols < 1:
-        raise ValueError(f"ncols must be a positive integer, got {ncols}")
-    w = weight.detach().cpu().float()[:max_filters]
-    if w.shape[1] != 3:
-        w = w.mean(1, keepdim=True)
-    scaled = _normalize_each(w).permute(0, 2, 3, 1).numpy()  # (out, k, k, 1 or 3)
-    with style():
-        fig = _tiles(list(scaled), min(ncols, len(scaled)), inches=0.6)
-        out, inp, kh, kw = weight.shape
-        fig.suptitle(f"{title} ({out} × {inp} × {kh}×{kw}; each scaled to its own range)")
-        return fig
-
-
 def feature_maps(
     maps: Mapping[str, Tensor],
     *,
@@ -573,20 +467,10 @@ def feature_maps(
             after each stage, for one input image. Rows of lower resolution show bigger pixels.
         channels: channels drawn per row; each map is scaled to its own range.
     """
-    if not maps:
-        raise ValueError("maps is empty; give at least one name → [C, H, W] tensor")
-    if channels < 1:
-        raise ValueError(f"channels must be a positive integer, got {channels}")
     rows = {}
     for name, activation in maps.items():
         a = torch.as_tensor(activation).detach().cpu().float()
-        if a.dim() == 4 and a.shape[0] == 1:
-            a = a[0]
-        if a.dim() != 3:
-            raise ValueError(
-                f"maps[{name!r}] must be [C, H, W] (or [1, C, H, W]), got {tuple(a.shape)}"
-            )
-        rows[name] = a
+        rows[name] = a.squeeze(0) if a.dim() == 4 else a  # [1, C, H, W] → [C, H, W]
     ncols = min(channels, max(len(a) for a in rows.values()))
     pictures, row_labels = [], []
     for name, a in rows.items():
@@ -625,8 +509,6 @@ def gradient_norms(
         ylabel: y axis label; say the norm used, e.g. "‖∂L/∂W‖₂ per block".
         log: logarithmic y axis (vanishing gradients span decades).
     """
-    if not norms:
-        raise ValueError("norms is empty; give at least one name → norms per block")
     with style():
         fig, ax = _figure_and_axes(ax, (6.4, 3.8))
         boundaries: set[int] = set()
@@ -635,9 +517,9 @@ def gradient_norms(
             if values and isinstance(values[0], (tuple, list)):
                 boundaries.update(_stage_starts([str(block) for block, _ in values]))
                 values = [norm for _, norm in values]
-            y = _array(values, f"norms[{name!r}]", ndim=1)
-            if log and (y <= 0).any():
-                raise ValueError(f"norms[{name!r}] has a value <= 0, which log=True cannot draw")
+            y = _numbers(values)
+            if log:
+                _positive(y, f"norms[{name!r}]")
             ax.plot(np.arange(1, len(y) + 1), y, "o-", color=_color(i), label=name, ms=3.5)
         for start in sorted(boundaries):
             ax.axvline(start - 0.5, color="0.6", ls=":", lw=1, gid="stage start")
@@ -655,15 +537,13 @@ def layer_responses(
     *,
     title: str = "Standard deviation of layer responses",
 ) -> Figure:
-    """He et al. 2016, Fig. 7: the std of each 3×3 layer's response, in layer order and sorted.
+    """He et al. 2016a, Fig. 7: the std of each 3×3 layer's response, in layer order and sorted.
 
     Args:
         stds: network name → ``(layer name, std)`` per layer, input to output, as
             ``measure.response_stds`` returns. The top panel draws them in layer order (dotted
             lines where a stage begins), the bottom panel sorted from largest to smallest.
     """
-    if not stds:
-        raise ValueError("stds is empty; give at least one name → response stds")
     with style():
         fig = _new_figure((7.2, 6.0))
         by_layer, by_size = fig.subplots(2, 1)
@@ -671,7 +551,7 @@ def layer_responses(
         for i, (name, values) in enumerate(stds.items()):
             values = list(values)
             layers = [str(layer) for layer, _ in values]
-            y = _array([std for _, std in values], f"stds[{name!r}]", ndim=1)
+            y = _numbers([std for _, std in values])
             boundaries.update(_stage_starts(layers))
             x = np.arange(1, len(y) + 1)
             look = {"color": _color(i), "marker": "osD^vP"[i % 6], "ms": 3.5, "lw": 1.2}
@@ -707,11 +587,7 @@ def bars(
         reference: name → published value (same unit), drawn as a black marker on the bar.
         fmt: format of the number written above each bar.
     """
-    if not values:
-        raise ValueError("values is empty; give at least one name → value")
-    unknown = sorted(set(reference or {}) - set(values))
-    if unknown:
-        raise ValueError(f"reference has names {unknown} that are not in values {list(values)}")
+    _drawn(reference, "reference", values, "values")
     with style():
         fig, ax = _figure_and_axes(ax, (max(3.2, 0.9 * len(values) + 1.5), 3.6))
         _draw_bars(ax, values, reference, reference_label, fmt, _color(0))
@@ -740,15 +616,8 @@ def _draw_bars(
     ax.margins(y=0.15)
     if reference:
         marked = [i for i, n in enumerate(names) if n in reference]
-        ax.plot(
-            x[marked],
-            [float(reference[names[i]]) for i in marked],
-            "_",
-            color="black",
-            ms=20,
-            mew=2.5,
-            label=reference_label,
-        )
+        published = [float(reference[names[i]]) for i in marked]
+        ax.plot(x[marked], published, "_", color="black", ms=20, mew=2.5, label=reference_label)
         ax.legend(loc="upper left")
 
 
@@ -759,7 +628,7 @@ def cost_bars(
     *,
     reference_params: Mapping[str, float] | None = None,
     reference_macs: Mapping[str, float] | None = None,
-    reference_label: str = "He et al. 2016, Table 1",
+    reference_label: str = "He et al. 2016a, Table 1",
     title: str = "Model cost",
 ) -> Figure:
     """Parameters (millions) and multiply-adds (GMAC) side by side, with published markers.
@@ -771,8 +640,6 @@ def cost_bars(
         reference_params, reference_macs: name → published count, plain counts too (the
             paper's Table 1 gives "FLOPs" 1.8×10⁹ for ResNet-18: pass ``1.8e9``).
     """
-    _same_length("params", params, "names", names)
-    _same_length("macs", macs, "names", names)
     panels = [
         ("parameters (millions)", params, reference_params, "reference_params", 1e6, "{:.1f}"),
         ("multiply-adds (GMAC)", macs, reference_macs, "reference_macs", 1e9, "{:.2f}"),
@@ -780,39 +647,15 @@ def cost_bars(
     with style():
         fig = _new_figure((max(6.4, 1.4 * len(names) + 2.5), 3.6))
         axes = fig.subplots(1, 2)
-        for i, (ax, (label, counts, ref, ref_name, unit, fmt)) in enumerate(
-            zip(axes, panels, strict=True)
-        ):
-            unknown = sorted(set(ref or {}) - set(names))
-            if unknown:
-                raise ValueError(f"{ref_name} has names {unknown} not in names {list(names)}")
+        for ax, (label, counts, ref, ref_name, unit, fmt), color in zip(axes, panels, PALETTE):
+            _drawn(ref, ref_name, names, "names")
             values = {n: float(c) / unit for n, c in zip(names, counts, strict=True)}
             scaled_ref = {n: float(v) / unit for n, v in (ref or {}).items()}
-            _draw_bars(ax, values, scaled_ref, reference_label, fmt, _color(i))
+            _draw_bars(ax, values, scaled_ref, reference_label, fmt, color)
             ax.set_ylabel(label)
             ax.set_title(label.split(" (")[0].capitalize())
         fig.suptitle(title)
         return _finish(fig)
-
-
-def confusion_counts(
-    targets: Tensor | Sequence[int], predictions: Tensor | Sequence[int], num_classes: int
-) -> Tensor:
-    """[num_classes, num_classes] int64 counts: row = true class, column = predicted class."""
-    t = torch.as_tensor(targets).flatten().long()
-    p = torch.as_tensor(predictions).flatten().long()
-    _same_length("predictions", p, "targets", t)
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
-    for name, v in (("targets", t), ("predictions", p)):
-        if len(v) and (v.min() < 0 or v.max() >= num_classes):
-            raise ValueError(
-                f"{name} must be class indices in [0, {num_classes}), "
-                f"got values from {int(v.min())} to {int(v.max())}"
-            )
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.long, device=t.device)
-    counts.index_put_((t, p.to(t.device)), torch.ones_like(t), accumulate=True)
-    return counts.cpu()
 
 
 def confusion_matrix(
@@ -836,27 +679,21 @@ def confusion_matrix(
     total = counts.sum()
     accuracy = float(counts.trace() / total) if total else math.nan
     if normalize:
-        shown = 100 * counts / counts.sum(1, keepdim=True).clamp_min(1)
-        unit, fmt = "% of true class", "{:.0f}"
+        shown, unit = 100 * counts / counts.sum(1, keepdim=True).clamp_min(1), "% of true class"
     else:
-        shown, unit, fmt = counts, "images", "{:.0f}"
+        shown, unit = counts, "images"
     shown = shown.numpy()
     k = len(classes)
+    top = 100 if normalize else shown.max()
     with style():
         fig, ax = _figure_and_axes(ax, (0.5 * k + 2.6, 0.5 * k + 1.6))
-        image = ax.imshow(
-            shown,
-            cmap=cmap,
-            vmin=0,
-            vmax=100 if normalize else shown.max(),
-            interpolation="nearest",
-        )
+        image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=top, interpolation="nearest")
         ax.grid(False)
-        threshold = 0.6 * (100 if normalize else max(shown.max(), 1))
+        threshold = 0.6 * max(top, 1)
         size = SMALL_SIZE if k <= 12 else SMALL_SIZE - 2
         for (r, c), v in np.ndenumerate(shown):
             color = "white" if v > threshold else "black"
-            ax.text(c, r, fmt.format(v), ha="center", va="center", color=color, fontsize=size)
+            ax.text(c, r, f"{v:.0f}", ha="center", va="center", color=color, fontsize=size)
         ax.set_xticks(range(k), classes, rotation=45, ha="right")
         ax.set_yticks(range(k), classes)
         ax.set_xlabel("predicted class")
@@ -866,19 +703,6 @@ def confusion_matrix(
         return _finish(fig)
 
 
-def _channels_and_size(shape: Sequence[int], name: str) -> tuple[int, int | None, int | None]:
-    """(channels, H, W) of an activation shape: (N, C, H, W), (C, H, W), (N, F) or (F,)."""
-    if len(shape) == 4:
-        return shape[1], shape[2], shape[3]
-    if len(shape) == 3:
-        return shape[0], shape[1], shape[2]
-    if len(shape) == 2:
-        return shape[1], None, None
-    if len(shape) == 1:
-        return shape[0], None, None
-    raise ValueError(f"{name} must be (N, C, H, W), (C, H, W), (N, F) or (F,), got {shape}")
-
-
 def shape_trace(
     trace: Sequence[tuple[str, Sequence[int]]],
     *,
@@ -886,28 +710,25 @@ def shape_trace(
 ) -> Figure:
     """Channels (top) and spatial resolution (bottom) after each stage; x = stage name.
 
-    Feature maps are joined by a line. A vector after pooling (the class scores, say) has no
-    channels and no grid: it is drawn apart, as a hollow diamond labelled with its length, and
-    its resolution is marked "no grid". Both y axes are logarithmic (base 2).
+    Feature maps are joined by a line. A vector (the head's class scores, say) has no channels
+    and no grid: it is drawn apart, as a hollow diamond labelled with its length, and its
+    resolution is marked "no grid". Both y axes are logarithmic (base 2).
 
     Args:
-        trace: (stage name, output shape) pairs from input to output; shapes are
-            (N, C, H, W) or (C, H, W) for feature maps, (N, F) or (F,) after pooling.
+        trace: (stage name, output shape) pairs from input to output, as
+            ``measure.trace_shapes`` returns; shapes are (N, C, H, W) or (C, H, W) for feature
+            maps, (N, F) or (F,) for vectors.
     """
-    if not trace:
-        raise ValueError("trace is empty; give (name, shape) pairs")
     names, channels, heights, widths = [], [], [], []
-    for i, entry in enumerate(trace):
-        if len(entry) != 2:
-            raise ValueError(f"trace[{i}] must be a (name, shape) pair, got {entry!r}")
-        name, shape = entry
-        c, h, w = _channels_and_size(tuple(int(s) for s in shape), f"trace[{i}] shape")
+    for name, shape in trace:
+        shape = [int(s) for s in shape]
+        c, h, w = shape[-3:] if len(shape) >= 3 else (shape[-1], math.nan, None)
         names.append(str(name))
         channels.append(c)
-        heights.append(math.nan if h is None else h)
+        heights.append(h)
         widths.append(w)
     x = np.arange(len(names))
-    log2_ticks = FuncFormatter(lambda v, _: f"{v:g}")
+    above = dict(textcoords="offset points", xytext=(0, 6), ha="center", fontsize=SMALL_SIZE)
     with style():
         fig = _new_figure((max(5.5, 0.9 * len(names) + 1.5), 5.0))
         top, bottom = fig.subplots(2, 1, sharex=True)
@@ -916,55 +737,25 @@ def shape_trace(
         map_channels = [channels[i] for i in maps]
         top.plot(x[maps], map_channels, "o-", color=_color(0), label="feature map: channels")
         if vectors:  # not channels of a map: no line joins them to the maps
-            top.plot(
-                x[vectors],
-                [channels[i] for i in vectors],
-                "D",
-                ls="none",
-                mfc="white",
-                mec="black",
-                mew=1.5,
-                ms=7,
-                label="vector after pooling: length",
-            )
+            vector_lengths = [channels[i] for i in vectors]
+            top.plot(x[vectors], vector_lengths, "D", ls="none", mfc="white", mec="black",
+                     mew=1.5, ms=7, label="vector (no grid): length")  # fmt: skip
             top.legend(loc="lower right")
-        for i, (xi, c) in enumerate(zip(x, channels, strict=True)):
-            top.annotate(
-                f"{c}" if widths[i] is not None else f"{c} values",
-                (xi, c),
-                textcoords="offset points",
-                xytext=(0, 6),
-                ha="center",
-                fontsize=SMALL_SIZE,
-            )
+        bottom.plot(x, heights, "s-", color=_color(1))
+        for xi, c, h, w in zip(x, channels, heights, widths, strict=True):
+            top.annotate(f"{c}" if w is not None else f"{c} values", (xi, c), **above)
+            if w is not None:
+                bottom.annotate(f"{h:.0f}×{w}", (xi, h), **above)
+            else:  # x in data units, y in axes units: near the bottom of the panel
+                bottom.text(xi, 0.08, "no grid", transform=bottom.get_xaxis_transform(),
+                            ha="center", fontsize=SMALL_SIZE, color="0.35")  # fmt: skip
         top.set_ylabel("channels")
         top.set_title("Channels")
-        bottom.plot(x, heights, "s-", color=_color(1))
-        for xi, h, w in zip(x, heights, widths, strict=True):
-            if w is not None:
-                bottom.annotate(
-                    f"{h:.0f}×{w}",
-                    (xi, h),
-                    textcoords="offset points",
-                    xytext=(0, 6),
-                    ha="center",
-                    fontsize=SMALL_SIZE,
-                )
-            else:  # x in data units, y in axes units: near the bottom of the panel
-                bottom.text(
-                    xi,
-                    0.08,
-                    "no grid",
-                    transform=bottom.get_xaxis_transform(),
-                    ha="center",
-                    fontsize=SMALL_SIZE,
-                    color="0.35",
-                )
         bottom.set_ylabel("height (pixels)")
         bottom.set_title("Spatial resolution")
         for ax in (top, bottom):
             ax.set_yscale("log", base=2)
-            ax.yaxis.set_major_formatter(log2_ticks)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.margins(y=0.25)
         bottom.set_xticks(x, names, rotation=30 if len(names) > 6 else 0)
@@ -981,7 +772,7 @@ def error_vs_depth(
     errors: Mapping[str, Sequence[float]],
     *,
     reference: Mapping[str, Sequence[float]] | None = None,
-    reference_label: str = "He et al. 2016",
+    reference_label: str = "He et al. 2016a",
     title: str = "Test error against depth",
     ylabel: str = "test error (%)",
     ax: Axes | None = None,
@@ -997,28 +788,21 @@ def error_vs_depth(
         spread: name (of `errors`) → uncertainty (a fraction) at each depth, such as a
             sampling error or a standard deviation over seeds; drawn as ± error bars.
     """
-    if not errors:
-        raise ValueError("errors is empty; give at least one name → errors per depth")
-    unknown = sorted(set(spread or {}) - set(errors))
-    if unknown:
-        raise ValueError(f"spread has names {unknown} that are not in errors {list(errors)}")
-    d = _array(depths, "depths", ndim=1)
+    _drawn(spread, "spread", errors, "errors")
+    d = _numbers(depths)
     colors = {name: _color(i) for i, name in enumerate(errors)}
     with style():
         fig, ax = _figure_and_axes(ax, (5.6, 3.8))
         for name, values in errors.items():
-            y = _fractions(values, f"errors[{name!r}]")
-            _same_length(f"errors[{name!r}]", y, "depths", d)
-            ax.plot(d, 100 * y, "o-", color=colors[name], label=name)
+            y = _percent(values, f"errors[{name!r}]")
+            ax.plot(d, y, "o-", color=colors[name], label=name)
             if spread and name in spread:
-                e = _fractions(spread[name], f"spread[{name!r}]")
-                _same_length(f"spread[{name!r}]", e, "depths", d)
-                ax.errorbar(d, 100 * y, yerr=100 * e, fmt="none", ecolor=colors[name], capsize=3)
+                e = _percent(spread[name], f"spread[{name!r}]")
+                ax.errorbar(d, y, yerr=e, fmt="none", ecolor=colors[name], capsize=3)
         for i, (name, values) in enumerate((reference or {}).items()):
-            y = _fractions(values, f"reference[{name!r}]")
-            _same_length(f"reference[{name!r}]", y, "depths", d)
+            y = _percent(values, f"reference[{name!r}]")
             color = colors.get(name, _color(len(errors) + i))
-            ax.plot(d, 100 * y, "o:", color=color, mfc="white", label=f"{name} ({reference_label})")
+            ax.plot(d, y, "o:", color=color, mfc="white", label=f"{name} ({reference_label})")
         ax.set_xticks(d, [f"{v:g}" for v in d])
         ax.set_xlabel("depth (weighted layers)")
         ax.set_ylabel(ylabel)
@@ -1047,24 +831,16 @@ def accuracy_vs_labels(
         chance: the accuracy of guessing (a fraction), drawn as a dashed line.
         ylim: y range in percent; the whole range by default, so that gaps are not magnified.
     """
-    if not results:
-        raise ValueError("results is empty; give at least one name → accuracies")
-    x = _array(labels_per_class, "labels_per_class", ndim=1)
-    if (x <= 0).any():
-        raise ValueError(f"labels_per_class must be positive for a log axis, got {x.tolist()}")
-    unknown = sorted(set(spread or {}) - set(results))
-    if unknown:
-        raise ValueError(f"spread has names {unknown} that are not in results {list(results)}")
+    x = _positive(_numbers(labels_per_class), "labels_per_class")
+    _drawn(spread, "spread", results, "results")
     with style():
         fig, ax = _figure_and_axes(ax, (6.0, 4.2))
         for i, (name, values) in enumerate(results.items()):
-            y = _fractions(values, f"results[{name!r}]")
-            _same_length(f"results[{name!r}]", y, "labels_per_class", x)
-            ax.plot(x, 100 * y, "o-", color=_color(i), label=name)
+            y = _percent(values, f"results[{name!r}]")
+            ax.plot(x, y, "o-", color=_color(i), label=name)
             if spread and name in spread:
-                s = _array(spread[name], f"spread[{name!r}]", ndim=1)
-                _same_length(f"spread[{name!r}]", s, "labels_per_class", x)
-                ax.errorbar(x, 100 * y, yerr=100 * s, fmt="none", ecolor=_color(i), capsize=4)
+                s = _percent(spread[name], f"spread[{name!r}]")
+                ax.errorbar(x, y, yerr=s, fmt="none", ecolor=_color(i), capsize=4)
         if chance is not None:
             ax.axhline(100 * chance, color="0.4", ls="--", lw=1.0, label="chance")
         ax.set_xscale("log")
@@ -1083,6 +859,13 @@ def accuracy_vs_labels(
 BOX_WIDTH, BOX_HEIGHT, GAP = 2.6, 0.62, 0.55  # diagram units; the axis keeps aspect 1
 PLUS_RADIUS = 0.2
 INK = "0.15"
+ARROW = {"arrowstyle": "-|>", "mutation_scale": 11, "lw": 1.3}
+BOX = {"boxstyle": "round,pad=0.02,rounding_size=0.08", "facecolor": "#DCEAF5", "lw": 1.3}
+TITLES = {
+    "basic": "Residual block (basic)",
+    "bottleneck": "Residual block (bottleneck)",
+    "plain": "Plain block (no shortcut)",
+}
 
 
 def _layers(kind: str, channels: int) -> tuple[list[str], int]:
@@ -1095,9 +878,7 @@ def _layers(kind: str, channels: int) -> tuple[list[str], int]:
 
 def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], relu: bool) -> None:
     """A downward arrow of the main path; `relu` writes the nonlinearity beside it."""
-    ax.add_patch(
-        FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, lw=1.3, color=INK)
-    )
+    ax.add_patch(FancyArrowPatch(start, end, color=INK, **ARROW))
     if relu:
         middle = (start[1] + end[1]) / 2
         ax.text(start[0] + 0.18, middle, "relu", ha="left", va="center", fontsize=SMALL_SIZE)
@@ -1109,17 +890,9 @@ def _weight_layers(ax: Axes, layers: Sequence[str], y: float) -> float:
     for i, layer in enumerate(layers):
         _arrow(ax, (0, y), (0, y - GAP), relu=i > 0)
         y -= GAP + BOX_HEIGHT
-        box = FancyBboxPatch(
-            (-BOX_WIDTH / 2, y),
-            BOX_WIDTH,
-            BOX_HEIGHT,
-            boxstyle="round,pad=0.02,rounding_size=0.08",
-            facecolor="#DCEAF5",
-            edgecolor=_color(0),
-            lw=1.3,
-            gid="weight layer",
-        )
-        ax.add_patch(box)
+        corner = (-BOX_WIDTH / 2, y)
+        ax.add_patch(FancyBboxPatch(corner, BOX_WIDTH, BOX_HEIGHT, edgecolor=PALETTE[0], **BOX,
+                                    gid="weight layer"))  # fmt: skip
         ax.text(0, y + BOX_HEIGHT / 2, layer, ha="center", va="center", fontsize=TEXT_SIZE)
     bracket = -BOX_WIDTH / 2 - 0.25  # a bracket on the left names what the layers compute
     ax.plot([bracket + 0.1, bracket, bracket, bracket + 0.1], [top, top, y, y], color="0.35", lw=1)
@@ -1142,11 +915,7 @@ def _addition(ax: Axes, y: float, split: float) -> float:
         [Path.MOVETO, Path.LINETO, Path.CURVE3, Path.CURVE3,
          Path.LINETO, Path.CURVE3, Path.CURVE3, Path.LINETO],
     )  # fmt: skip
-    ax.add_patch(
-        FancyArrowPatch(
-            path=arc, arrowstyle="-|>", mutation_scale=11, lw=1.3, color=_color(1), gid="shortcut"
-        )
-    )
+    ax.add_patch(FancyArrowPatch(path=arc, color=PALETTE[1], gid="shortcut", **ARROW))
     ax.text(side + 0.12, (split + centre) / 2, "x\nidentity", ha="left", va="center",
             color=_color(1), fontstyle="italic")  # fmt: skip
     return centre - r
@@ -1159,7 +928,7 @@ def residual_block_diagram(
     title: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """The building block drawn as in He et al. 2016, Fig. 2 (basic) and Fig. 5 (bottleneck).
+    """The building block drawn as in He et al. 2016a, Fig. 2 (basic) and Fig. 5 (bottleneck).
 
     Weight layers are boxes, ReLUs are written on the arrows, and the identity shortcut is an
     arc from the input to the ⊕ that adds x to F(x). ``kind="plain"`` draws the same layers
@@ -1171,13 +940,10 @@ def residual_block_diagram(
         title: defaults to the kind of block.
         ax: axis to draw on; a new figure, sized to the drawing, when ``None``.
     """
-    if kind not in ("basic", "bottleneck", "plain"):
+    if kind not in TITLES:  # else an unknown kind would be drawn as a basic block
         raise ValueError(f"kind must be 'basic', 'bottleneck' or 'plain', got {kind!r}")
-    if channels < 1:
-        raise ValueError(f"channels must be a positive integer, got {channels}")
     layers, width = _layers(kind, channels)
     residual = kind != "plain"
-    default_title = {"basic": "Residual block (basic)", "bottleneck": "Residual block (bottleneck)"}
     with style():
         own_figure = ax is None
         fig, ax = _figure_and_axes(ax, (4.0, 6.0))
@@ -1202,5 +968,5 @@ def residual_block_diagram(
         if own_figure:  # fit the figure to the drawing, so aspect 1 leaves no empty band
             scale = 0.72  # inches per diagram unit
             fig.set_size_inches(scale * (right - left), scale * (top - bottom) + 0.4)
-        ax.set_title(title or default_title.get(kind, "Plain block (no shortcut)"))
+        ax.set_title(title or TITLES[kind])
         return _finish(fig)

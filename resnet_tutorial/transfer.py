@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import io
 import os
-import types
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._util import check_positive_int, model_device
+from .data import IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, as_tensors
 from .resnet import ResNet, cifar_resnet, resnet
 
 # Option-A CIFAR-10 ResNets of Idelbayev (2018), BSD-2-Clause. The hex in each file name is the
@@ -39,8 +40,8 @@ CIFAR_CHECKPOINT_URL = (
     "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 )
 # The checkpoints were trained on inputs in [0, 1] normalised with ImageNet's statistics.
-CIFAR_CHECKPOINT_MEAN = (0.485, 0.456, 0.406)
-CIFAR_CHECKPOINT_STD = (0.229, 0.224, 0.225)
+CIFAR_CHECKPOINT_MEAN = IMAGENET_MEAN
+CIFAR_CHECKPOINT_STD = IMAGENET_STD
 
 
 class WeightsUnavailableError(OSError):
@@ -249,9 +250,28 @@ def _batch_norms(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    """`train` of a BN layer frozen by `freeze`: it stays in eval mode, its statistics fixed."""
-    return nn.Module.train(self, False)
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """A BatchNorm2d that stays in eval mode: it normalises with its running statistics and never
+    updates them, whatever `model.train()` asks. Same parameters, buffers and keys as the layer
+    it replaces, so state_dicts and optimizers do not notice the swap."""
+
+    def train(self, mode: bool = True) -> FrozenBatchNorm2d:
+        return super().train(False)
+
+
+def _swap_batch_norms(module: nn.Module, kind: type[nn.BatchNorm2d]) -> nn.Module:
+    """`module` with every BatchNorm2d in it a `kind` that holds the same tensors."""
+    if isinstance(module, nn.BatchNorm2d):
+        if type(module) is kind:
+            return module
+        swapped = kind(module.num_features, module.eps, module.momentum, device="meta")
+        swapped.weight, swapped.bias = module.weight, module.bias  # the same Parameters
+        for buffer in ("running_mean", "running_var", "num_batches_tracked"):
+            setattr(swapped, buffer, getattr(module, buffer))
+        return swapped
+    for name, child in module.named_children():
+        setattr(module, name, _swap_batch_norms(child, kind))
+    return module
 
 
 def replace_head(model: ResNet, num_classes: int) -> ResNet:
@@ -261,8 +281,7 @@ def replace_head(model: ResNet, num_classes: int) -> ResNet:
     frozen before; the model is changed in place and returned. Create the optimizer after this.
     """
     model_parts(model)  # checks the type
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    check_positive_int("num_classes", num_classes)
     old = model.fc
     model.fc = nn.Linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
     return model
@@ -272,41 +291,29 @@ def freeze(model: ResNet, parts: str | Sequence[str] = "all", *, freeze_bn: bool
     """Stop `parts` from training: requires_grad=False on their parameters.
 
     `parts` are names from `model_parts` ("stem", "layer1" …, "head"), "body" (all stages) or
-    "all". With `freeze_bn=True` their BatchNorm layers are also put in eval mode and stay in
-    it through later `model.train()` calls (a training loop calls it every epoch), so they keep
-    normalising with their running statistics and never update them. With `freeze_bn=False`
-    BN follows `model.train()` as usual: γ and β are fixed but the statistics adapt to the new
-    data. Returns `model`, changed in place.
+    "all". With `freeze_bn=True` their BatchNorm layers also become `FrozenBatchNorm2d`, which
+    stays in eval mode through later `model.train()` calls (a training loop calls it every
+    epoch), so they keep normalising with their running statistics and never update them. With
+    `freeze_bn=False` BN follows `model.train()` as usual: γ and β are fixed but the statistics
+    adapt to the new data. Returns `model`, changed in place.
     """
     if not isinstance(freeze_bn, bool):
         raise TypeError(f"freeze_bn must be True or False, got {freeze_bn!r}")
     for name in _resolve(model, parts):
-        module = getattr(model, name)
-        module.requires_grad_(False)
-        for norm in _batch_norms(module):
-            if freeze_bn:
-                norm.train = types.MethodType(_stay_in_eval, norm)  # this layer only
-                norm.eval()
-            else:
-                norm.__dict__.pop("train", None)
-                norm.train(model.training)
+        getattr(model, name).requires_grad_(False)
+        kind = FrozenBatchNorm2d if freeze_bn else nn.BatchNorm2d
+        setattr(model, name, _swap_batch_norms(getattr(model, name), kind))
+        getattr(model, name).train(model.training)  # a FrozenBatchNorm2d stays in eval mode
     return model
 
 
 def unfreeze(model: ResNet, parts: str | Sequence[str] = "all") -> ResNet:
     """Let `parts` train again: requires_grad=True, and their BN layers follow `model.train()`."""
     for name in _resolve(model, parts):
-        module = getattr(model, name)
-        module.requires_grad_(True)
-        for norm in _batch_norms(module):
-            norm.__dict__.pop("train", None)  # back to nn.Module.train
-            norm.train(model.training)
+        getattr(model, name).requires_grad_(True)
+        setattr(model, name, _swap_batch_norms(getattr(model, name), nn.BatchNorm2d))
+        getattr(model, name).train(model.training)
     return model
-
-
-def is_bn_frozen(module: nn.Module) -> bool:
-    """Whether `module` is a BatchNorm layer that `freeze` holds in eval mode."""
-    return "train" in vars(module) and getattr(module.train, "__func__", None) is _stay_in_eval
 
 
 def parameter_groups(
@@ -373,11 +380,8 @@ def reestimate_bn(
     `torch.optim.swa_utils.update_bn` computes them. BN layers that `freeze` holds in eval
     mode keep their statistics. No weight changes; the model's train/eval mode is restored.
     """
-    from .data import DeviceLoader
-    from .train import _as_tensors
-
-    images, labels = _as_tensors(data)
-    device = next(model.parameters()).device
+    images, labels = as_tensors(data)
+    device = model_device(model)
     loader = DeviceLoader(
         (images, labels),
         batch_size,
@@ -388,7 +392,7 @@ def reestimate_bn(
         device=device,
         seed=seed,
     )
-    norms = [m for m in _batch_norms(model) if not is_bn_frozen(m)]
+    norms = [m for m in _batch_norms(model) if not isinstance(m, FrozenBatchNorm2d)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
         norm.reset_running_stats()
@@ -422,11 +426,8 @@ def extract_features(
     Computed once in eval mode (BN uses its running statistics, nothing changes), so that a
     linear probe can be fitted on the features many times without running the network again.
     """
-    from .data import DeviceLoader
-    from .train import _as_tensors
-
-    images, labels = _as_tensors(data)
-    device = next(model.parameters()).device
+    images, labels = as_tensors(data)
+    device = model_device(model)
     loader = DeviceLoader(
         (images, labels), batch_size, train=False, augment=False, mean=mean, std=std, device=device
     )

@@ -264,7 +264,30 @@ def test_unfreeze_restores_training_and_bn_modes():
     rt.unfreeze(model)
     model.train()
     assert all(p.requires_grad for p in model.parameters()) and all(_bn_modes(model).values())
-    assert not any(transfer.is_bn_frozen(m) for m in model.modules())
+    assert not any(isinstance(m, transfer.FrozenBatchNorm2d) for m in model.modules())
+
+
+def test_freezing_keeps_the_optimizer_parameters_and_unfreezing_trains_them_again():
+    # The swap to FrozenBatchNorm2d and back keeps the same Parameter objects, so an optimizer
+    # made before `freeze` (as in gradual unfreezing) still updates them after `unfreeze`.
+    model = rt.cifar_resnet(20)
+    params = list(model.parameters())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    rt.freeze(model, "all")
+    assert list(model.parameters()) == params  # identity, not just equal values
+    assert all(type(m) is transfer.FrozenBatchNorm2d for m in _norms(model))
+    rt.unfreeze(model)
+    assert all(type(m) is nn.BatchNorm2d for m in _norms(model))
+    gamma = model.layer1[0].bn1.weight
+    before = gamma.detach().clone()
+    model(torch.randn(4, 3, 32, 32)).square().mean().backward()
+    optimizer.step()
+    assert gamma is params[[id(p) for p in params].index(id(gamma))]
+    assert not torch.equal(before, gamma.detach())
+
+
+def _norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
 def test_frozen_bn_survives_deepcopy_and_state_dict_round_trip():
@@ -532,7 +555,8 @@ def test_the_linear_probe_separates_separable_classes_and_checks_its_input():
     [
         transfer.replace_head,
         transfer.freeze,
-        transfer._stay_in_eval,
+        transfer.FrozenBatchNorm2d,
+        transfer._swap_batch_norms,
         transfer.extract_features,
         transfer.fit_linear_probe,
         transfer.reestimate_bn,
