@@ -161,7 +161,7 @@ def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
     `shortcut_parameters(option, in_channels, channels, depth, stride)` predicts how many
     parameters the shortcuts of `rt.make_stage(rt.BasicBlock, in_channels, channels, depth,
     stride, option)` hold, for option "A", "B", "C" or "D" (He et al. 2016a, Sec. 3.3 and 4.1;
-    He et al. 2019). It is called for the stages of `_SHORTCUT_CASES` and returns an integer.
+    He et al. 2019a). It is called for the stages of `_SHORTCUT_CASES` and returns an integer.
 
     Example:
         >>> rt.exercises.check_shortcut_parameters(shortcut_parameters)

@@ -136,7 +136,7 @@ def _check_decay_values(model, decay, weight_decay) -> None:
     owners = {id(p): m for m in model.modules() for p in m.parameters(recurse=False)}
     hint_none = (
         "no weight decay on BN's γ and β or on biases: put every parameter with p.ndim <= 1 "
-        "in a group with weight_decay=0 (the “no bias decay” of He et al. 2019)."
+        "in a group with weight_decay=0 (the “no bias decay” of He et al. 2019a)."
     )
     for name, p in model.named_parameters():
         if not p.requires_grad:
