@@ -64,7 +64,7 @@ def test_residual_accepts_classes_and_functions(capsys):
     ("residual", "says", "hint"),
     [
         (ReturnsFOnly, [r"f\(x\) only"], [r"f\(x\) \+ x"]),
-        (AppliesFTwice, [r"calls f 2 times", "twice"], [r"once"]),
+        (AppliesFTwice, [r"calls f 2 times", "twice"], [r"once", r"F\(x\) \+ x"]),
         (AddsInPlace, [r"\bx\b", "in place"], [r"f\(x\) \+ x"]),
         (DetachesShortcut, ["gradient", r"\b1\b"], [r"detach"]),
         (lambda x, f: x, [r"calls f 0 times"], [r"f\(x\) \+ x"]),
@@ -199,7 +199,7 @@ def test_plain_vs_residual(capsys):
         plain,
         rt.cifar_resnet(20, shortcut="B"),
         says=["parameters", "269,722"],
-        hint=["option A"],
+        hint=["parameter-free", r"Sec\. 3\.3"],
     )
     fails(
         ch01.check_plain_vs_residual,

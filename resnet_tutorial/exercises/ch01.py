@@ -121,16 +121,20 @@ def _diagnose_residual(name, calls, x, x_before, output, expected, f) -> None:
         _fail(
             f"{name} calls f {calls} times per forward pass"
             + (": f is applied twice." if calls == 2 else "."),
-            "call f once and add the input: return self.f(x) + x.",
+            "f computes the residual F(x) once per forward pass; the block adds the input to it: "
+            "H(x) = F(x) + x (Eq. 1).",
         )
     if not torch.equal(x, x_before):
         _fail(
             f"{name} changed its input x in place (an in-place add such as x += f(x)).",
-            "write `return self.f(x) + x`, which makes a new tensor: the caller's x (and "
-            "autograd, which needs it for the backward pass) must keep its value.",
+            "build F(x) + x as a new tensor: the caller's x (and autograd, which needs it for "
+            "the backward pass) must keep its value.",
         )
     if not isinstance(output, Tensor) or output.shape != expected.shape:
-        _fail(f"{name} returned {output!r:.60}, expected a tensor like x.", "return f(x) + x.")
+        _fail(
+            f"{name} returned {output!r:.60}, expected a tensor like x.",
+            "the output has x's shape: the residual F(x) plus the input (Eq. 1).",
+        )
     if _close(output, expected):
         return
     diagnoses = {
@@ -143,10 +147,10 @@ def _diagnose_residual(name, calls, x, x_before, output, expected, f) -> None:
         if _close(output, candidate):
             _fail(
                 f"{name} {problem}.",
-                "the block learns the residual F(x) = H(x) - x and returns F(x) + x (Eq. 1): "
-                "return self.f(x) + x.",
+                "the block learns the residual F(x) = H(x) - x, so it must output H(x) = "
+                "F(x) + x (Eq. 1): what does that ask forward to do with x?",
             )
-    _fail(f"{name} does not return f(x) + x.", "return self.f(x) + x.")
+    _fail(f"{name} does not return f(x) + x.", "H(x) = F(x) + x (Eq. 1), with f as F.")
 
 
 @_keeps_random_state
@@ -230,9 +234,9 @@ def check_plain_vs_residual(
     if plain_count != residual_count:
         _fail(
             f"The plain net has {plain_count:,} parameters, the residual net {residual_count:,}.",
-            "the comparison is fair only if the two nets have the same layers: use parameter-"
-            "free shortcuts (option A, zero-padding), as the paper does for Fig. 6 (Sec. 4.2); "
-            "projections (option B) add parameters.",
+            "the comparison is fair only if the two nets have the same layers and parameters: "
+            "the shortcuts must be parameter-free, as in the paper's Fig. 6 (Sec. 4.2). Which "
+            "of the options of Sec. 3.3 adds none?",
         )
     plain_convs, residual_convs = _conv_specs(plain_model), _conv_specs(residual_model)
     if plain_convs != residual_convs:
