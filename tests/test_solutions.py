@@ -297,7 +297,7 @@ loss 0.1
 ```
 
 ```bash
-python -m resnet_tutorial.train --epochs 1
+python -m resnet_tutorial --epochs 1
 ```
 
   ~~~{code-block} Python
