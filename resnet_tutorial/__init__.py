@@ -11,7 +11,7 @@ not import matplotlib.
 
 import importlib
 
-from . import blocks, checkpoint, data, measure, results, train, transfer
+from . import blocks, checkpoint, config, data, measure, results, train, transfer
 from .blocks import (
     BasicBlock,
     Bottleneck,
@@ -22,6 +22,8 @@ from .blocks import (
     conv3x3,
     make_shortcut,
 )
+from .checkpoint import seed_everything
+from .config import TrainConfig, default_device, scale
 from .measure import (
     count_macs,
     count_parameters,
@@ -47,17 +49,7 @@ from .resnet import (
     resnext50_32x4d,
     wide_resnet50_2,
 )
-from .train import (
-    History,
-    NonFiniteLossError,
-    TrainConfig,
-    default_device,
-    evaluate,
-    fit,
-    predict,
-    scale,
-    seed_everything,
-)
+from .train import History, NonFiniteLossError, evaluate, fit, predict
 from .transfer import (
     extract_features,
     fit_linear_probe,

@@ -32,8 +32,9 @@ import torch
 from resnet_tutorial import data
 from resnet_tutorial._util import check_positive_int
 from resnet_tutorial.checkpoint import atomic_save, seed_everything
+from resnet_tutorial.config import TrainConfig, default_device
 from resnet_tutorial.results import MODEL_NAME, build_model
-from resnet_tutorial.train import TrainConfig, default_device, fit
+from resnet_tutorial.train import fit
 
 PROG = "python -m resnet_tutorial"
 # TrainConfig's fields that are no options: the checkpoint is always <out>/checkpoint.pt.

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from resnet_tutorial.train import TrainConfig
+    from resnet_tutorial.config import TrainConfig
 
 # 2: torch's own schedulers (MultiStepLR, CosineAnnealingLR, ...). 1: the package's earlier
 # hand-written schedule, saved as a LambdaLR; `restore` resumes such a run as the same run.

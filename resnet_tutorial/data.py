@@ -7,35 +7,27 @@ else downloaded through torchvision. `cifar10("train45k")` and `cifar10("val5k")
 training set into a 45k/5k train/validation split like that of He et al. (2016, Sec. 4.2),
 who do not say which images they held out: here the last 500 images of each class. Decoded
 ImageFolder trees are cached as one tensor file under `$RESNET_TUTORIAL_CACHE` (else
-`~/.cache/resnet_tutorial`), so the second load takes about a second.
+`~/.cache/resnet_tutorial`), so the second load takes about a second. (The files are found,
+read, decoded, cached and downloaded by the private `_storage.py`.)
 `DeviceLoader` keeps a whole split on the training device and shuffles, crops, flips and
 normalises whole batches there: no worker processes, no per-image Python.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import logging
 import math
 import os
-import pickle
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from resnet_tutorial import _storage
 from resnet_tutorial._util import check_positive_int
-from resnet_tutorial.checkpoint import atomic_save
-
-log = logging.getLogger(__name__)
 
 Split = Literal["train", "test"]
 CifarSplit = Literal["train", "test", "train45k", "val5k"]
@@ -65,10 +57,6 @@ FASHION_MNIST_STD = (0.3530,)
 CROP_PADDING = 4  # zeros around each side before the random crop (He et al. 2016, Sec. 4.2)
 # A 45k/5k train/val split like the paper's: 500 of each class's 5,000 training images held out.
 VALIDATION_PER_CLASS = 500
-
-_CIFAR_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
-_FASHION_PREFIX = {"train": "train", "test": "t10k"}
-_CACHE_VERSION = 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,31 +134,12 @@ def cifar10(
         download: download through torchvision when the root holds no copy.
     """
     _check_split(split, ("train", "test", "train45k", "val5k"))
-    if split in ("train45k", "val5k"):
-        data = _validation_split(_read_cifar10("train", root, download), split)
-    else:
-        data = _read_cifar10(split, root, download)
+    whole = "train" if split in ("train45k", "val5k") else split
+    images, labels, source = _storage.read_cifar10(whole, root, download, CIFAR10_CLASSES)
+    data = ImageSet(images, labels, CIFAR10_CLASSES, source)
+    if split != whole:  # "train45k" or "val5k"
+        data = _validation_split(data, split)
     return _first_per_class(data, per_class, split)
-
-
-def _read_cifar10(split: Split, root: str | os.PathLike | None, download: bool) -> ImageSet:
-    """The whole split, from the first source found (see `cifar10`)."""
-    folder, origin = _data_root(root)
-    batches, tree = folder / "cifar-10-batches-py", folder / "cifar10" / split
-    if _has_cifar_batches(batches, split):
-        data = _read_cifar_batches(batches, split, f"torchvision CIFAR-10 batches {batches}")
-    elif tree.is_dir():
-        data = _read_image_tree(tree, CIFAR10_CLASSES, (3, 32, 32), f"ImageFolder tree {tree}")
-    else:
-        looked = [
-            f"{batches} (torchvision's CIFAR-10 python batches): not found",
-            f"{tree} (an ImageFolder tree, one folder per class): not found",
-        ]
-        failure = _try_download(_download_cifar10, folder, download)
-        if failure is not None:
-            raise _not_found("CIFAR-10", split, folder, origin, [*looked, failure])
-        return _read_cifar_batches(batches, split, f"torchvision download into {batches}")
-    return data
 
 
 def fashion_mnist(
@@ -183,22 +152,8 @@ def fashion_mnist(
     `cifar10`, else downloaded through torchvision. Train has 6,000 images per class, test 1,000.
     """
     _check_split(split)
-    folder, origin = _data_root(root)
-    raw = folder / "FashionMNIST" / "raw"
-    source = f"torchvision FashionMNIST files {raw}"
-    if not _has_fashion_files(raw, split):
-        looked = [f"{raw} (torchvision's FashionMNIST raw files): not found"]
-        failure = _try_download(_download_fashion_mnist, folder, download)
-        if failure is not None:
-            raise _not_found("Fashion-MNIST", split, folder, origin, [*looked, failure])
-        source = f"torchvision download into {raw}"
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
-    prefix = _FASHION_PREFIX[split]
-    images = read_image_file(str(raw / f"{prefix}-images-idx3-ubyte")).unsqueeze(1)  # (N,1,28,28)
-    labels = read_label_file(str(raw / f"{prefix}-labels-idx1-ubyte")).long()
+    images, labels, source = _storage.read_fashion_mnist(split, root, download)
     data = ImageSet(images, labels, FASHION_MNIST_CLASSES, source)
-    log.info("Fashion-MNIST %s: %d images from %s", split, len(data), source)
     return _first_per_class(data, per_class, split)
 
 
@@ -233,7 +188,7 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
 
 
 # --------------------------------------------------------------------------------------------
-# Where the data is, and what to say when it is not there
+# Argument checks
 
 
 def _check_split(split: str, allowed: tuple[str, ...] = ("train", "test")) -> None:
@@ -252,178 +207,8 @@ def _check_images(images: Tensor) -> None:
         raise ValueError(f"images must be a uint8 tensor (N, C, H, W); got {got}")
 
 
-def _data_root(root: str | os.PathLike | None) -> tuple[Path, str]:
-    """The data folder and where that choice came from."""
-    if root is not None:
-        return Path(root).expanduser(), "the root= argument"
-    env = os.environ.get("RESNET_TUTORIAL_DATA")
-    if env:
-        return Path(env).expanduser(), "$RESNET_TUTORIAL_DATA"
-    return Path.home() / ".cache" / "resnet_tutorial", "the default (no root=, no env var)"
-
-
-def _cache_dir() -> Path:
-    env = os.environ.get("RESNET_TUTORIAL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "resnet_tutorial"
-
-
-def _try_download(download: Callable[[Path], None], folder: Path, allowed: bool) -> str | None:
-    """Run the download; None when it worked, else a line saying why not."""
-    if not allowed:
-        return f"download into {folder}: not tried (download=False)"
-    try:
-        download(folder)
-    except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises both
-        return f"download into {folder}: failed ({type(error).__name__}: {error})"
-    return None
-
-
-def _download_cifar10(folder: Path) -> None:
-    from torchvision.datasets import CIFAR10
-
-    CIFAR10(str(folder), train=True, download=True)  # fetches, checks and unpacks both splits
-
-
-def _download_fashion_mnist(folder: Path) -> None:
-    from torchvision.datasets import FashionMNIST
-
-    FashionMNIST(str(folder), train=True, download=True)  # fetches all four files
-
-
-def _not_found(name: str, split: str, folder: Path, origin: str, looked: list[str]) -> Exception:
-    places = "\n".join(f"  - {line}" for line in looked)
-    return FileNotFoundError(
-        f"{name} ({split} split) not found. The data root is {folder}, from {origin}. "
-        f"Looked at:\n{places}\n"
-        "Fix it in one of three ways:\n"
-        "  1. pass root='path/to/data', a folder that holds the data;\n"
-        "  2. set the environment variable RESNET_TUTORIAL_DATA to that folder;\n"
-        "  3. allow the download (download=True, the default) on a machine with internet access."
-    )
-
-
 # --------------------------------------------------------------------------------------------
-# Readers
-
-
-def _has_cifar_batches(folder: Path, split: str) -> bool:
-    return all((folder / name).is_file() for name in _CIFAR_BATCHES[split])
-
-
-def _has_fashion_files(folder: Path, split: str) -> bool:
-    prefix = _FASHION_PREFIX[split]
-    names = (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte")
-    return all((folder / name).is_file() for name in names)
-
-
-def _read_cifar_batches(folder: Path, split: str, source: str) -> ImageSet:
-    """Read torchvision's CIFAR-10 pickles (raw pixels already: nothing to decode or cache)."""
-    images, labels = [], []
-    for name in _CIFAR_BATCHES[split]:
-        with open(folder / name, "rb") as file:
-            entry = pickle.load(file, encoding="latin1")  # as torchvision.datasets.CIFAR10 does
-        images.append(torch.from_numpy(np.asarray(entry["data"], dtype=np.uint8)))  # (n, 3072)
-        labels.append(torch.as_tensor(entry["labels"], dtype=torch.int64))
-    images = torch.cat(images).view(-1, 3, 32, 32)
-    log.info("CIFAR-10 %s: %d images from %s", split, len(images), source)
-    return ImageSet(images, torch.cat(labels), CIFAR10_CLASSES, source)
-
-
-def _read_image_tree(
-    folder: Path, classes: tuple[str, ...], shape: tuple[int, int, int], source: str
-) -> ImageSet:
-    """Read an ImageFolder tree in ImageFolder's order, through a cache of the decoded tensor."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
-    found, class_to_index = find_classes(str(folder))
-    if tuple(found) != classes:
-        raise ValueError(f"{folder} holds the class folders {found}; expected {list(classes)}")
-    samples = make_dataset(str(folder), class_to_index, extensions=IMG_EXTENSIONS)
-    paths = [path for path, _ in samples]
-    key = _fingerprint(folder, paths)
-    where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-    cache = _cache_dir() / f"{folder.parent.name}-{folder.name}-{where}.pt"  # one file per tree
-    cached = _load_cache(cache, key)
-    if cached is None:
-        images = _decode_images(paths, shape)
-        labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-        _save_cache(cache, key, images, labels)
-        log.info("decoded %d images of %s; cached in %s", len(paths), folder, cache)
-    else:
-        images, labels = cached
-        log.info("read %d images of %s from the cache %s", len(paths), folder, cache)
-    return ImageSet(images, labels, classes, source)
-
-
-def _fingerprint(folder: Path, paths: list[str]) -> list[object]:
-    """A cheap signature of a tree: file count, total size, newest mtime, hash of the names."""
-    stats = [os.stat(path) for path in paths]
-    names = hashlib.sha256("\n".join(os.path.relpath(p, folder) for p in paths).encode())
-    return [
-        _CACHE_VERSION, len(paths), sum(s.st_size for s in stats),
-        max((s.st_mtime_ns for s in stats), default=0), names.hexdigest(),
-    ]  # fmt: skip
-
-
-def _load_cache(path: Path, key: list[object]) -> tuple[Tensor, Tensor] | None:
-    """The cached (images, labels) if the file exists and was made from this very tree."""
-    try:
-        entry = torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception as error:  # truncated or foreign: decode again and overwrite it
-        log.warning("ignoring the unreadable cache %s (%s)", path, error)
-        return None
-    if not isinstance(entry, dict) or entry.get("key") != key:
-        return None
-    return entry["images"], entry["labels"]
-
-
-def _save_cache(path: Path, key: list[object], images: Tensor, labels: Tensor) -> None:
-    """Write atomically (`checkpoint.atomic_save`): never a half-written cache file."""
-    try:
-        atomic_save({"key": key, "images": images, "labels": labels}, path)
-    except OSError as error:  # an unwritable cache costs speed, not correctness
-        log.warning("could not write the cache %s (%s)", path, error)
-
-
-def _decode_images(paths: list[str], shape: tuple[int, int, int]) -> Tensor:
-    """Decode image files into one uint8 tensor (N, C, H, W), in chunks on a few threads."""
-    chunks = [paths[i : i + 1000] for i in range(0, len(paths), 1000)]
-    with warnings.catch_warnings(), ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        # torchvision 0.29 deprecates its decoders in favour of TorchCodec's; they are still the
-        # fastest here (libjpeg-turbo, GIL released: 2× PIL), and PIL takes over without them.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        parts = list(pool.map(lambda chunk: _decode_chunk(chunk, shape), chunks))
-    return torch.cat(parts) if parts else torch.empty((0, *shape), dtype=torch.uint8)
-
-
-def _decode_chunk(paths: list[str], shape: tuple[int, int, int]) -> Tensor:
-    try:
-        from torchvision.io import ImageReadMode, decode_image, read_file
-    except ImportError:  # a torchvision without image decoders
-        decode_image = None
-    images = []
-    for path in paths:
-        image = None
-        if decode_image is not None:
-            mode = ImageReadMode.RGB if shape[0] == 3 else ImageReadMode.GRAY
-            with contextlib.suppress(RuntimeError):  # a format it does not read: bmp, tiff...
-                image = decode_image(read_file(path), mode=mode)  # (C, H, W) uint8
-        if image is None:
-            image = _decode_with_pil(path, shape[0])
-        if tuple(image.shape) != shape:
-            raise ValueError(f"{path} decodes to shape {tuple(image.shape)}; expected {shape}")
-        images.append(image)
-    return torch.stack(images)
-
-
-def _decode_with_pil(path: str, channels: int) -> Tensor:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        array = np.array(image.convert("RGB" if channels == 3 else "L"))  # (H, W[, 3])
-    return torch.from_numpy(array).view(*array.shape[:2], -1).permute(2, 0, 1)
+# Subsets: images per class, the validation split, the cap of `make test-full-path`
 
 
 def sample_per_class(labels: Tensor, per_class: int, seed: int, num_classes: int = 10) -> Tensor:

@@ -1,5 +1,6 @@
-"""resnet_tutorial.data against independent oracles: published counts, torchvision's readers and
-transforms, PIL decoding, and hand-built image trees and CIFAR batches in tmp_path.
+"""resnet_tutorial.data (and _storage, which reads its files) against independent oracles:
+published counts, torchvision's readers and transforms, PIL decoding, and hand-built image
+trees and CIFAR batches in tmp_path.
 
 The full splits come from $RESNET_TUTORIAL_DATA (the offline copy in CI) and go through the
 package's default cache ($RESNET_TUTORIAL_CACHE, else ~/.cache/resnet_tutorial), which the
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import datasets, transforms
 
+from resnet_tutorial import _storage
 from resnet_tutorial import data as rtdata
 
 CIFAR_PER_CLASS = {"train": 5000, "test": 1000}  # Krizhevsky 2009
@@ -266,7 +268,7 @@ def test_a_failed_download_is_reported(tmp_path, monkeypatch):
     def offline(folder):
         raise urllib.error.URLError("no internet")
 
-    monkeypatch.setattr(rtdata, "_download_cifar10", offline)
+    monkeypatch.setattr(_storage, "_download_cifar10", offline)
     with pytest.raises(FileNotFoundError, match="failed \\(URLError: <urlopen error no internet>"):
         rtdata.cifar10("train", root=tmp_path)
 
@@ -289,7 +291,7 @@ def write_cifar_batches(folder: Path, per_batch: int = 4) -> tuple[torch.Tensor,
 
 def test_cifar10_reads_python_batches_and_downloads_into_the_root(tmp_path, monkeypatch):
     expected = {}
-    monkeypatch.setattr(rtdata, "_download_cifar10", lambda folder: expected.update(
+    monkeypatch.setattr(_storage, "_download_cifar10", lambda folder: expected.update(
         zip(("images", "labels"), write_cifar_batches(folder / "cifar-10-batches-py")))
     )  # fmt: skip
     data = rtdata.cifar10("train", root=tmp_path)
@@ -368,7 +370,7 @@ def test_second_load_reads_the_cache_not_the_images(tmp_path, cache, monkeypatch
     def no_decoding(*args):
         raise AssertionError("decoded again although the cache is valid")
 
-    monkeypatch.setattr(rtdata, "_decode_images", no_decoding)
+    monkeypatch.setattr(_storage, "_decode_images", no_decoding)
     second = rtdata.cifar10("test", root=tmp_path)
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
 

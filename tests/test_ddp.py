@@ -1,10 +1,10 @@
 """`fit` under torchrun: two CPU processes on gloo train with DistributedDataParallel.
 
-The worker (tests/ddp_worker.py) trains a BatchNorm net (with augmentation) and a linear net on
-each rank. Both ranks must end with the same parameters and buffers, different from the
-initial ones. Oracle for the linear net: DDP averages the ranks' gradients, and rank r's batch k
-is `perm[32k + r :: 2][:16]` of the shared permutation, so 2 ranks x batch 16 take the same
-steps as one process with batch 32 (up to the order of floating-point sums).
+The worker (tests/support/ddp_worker.py) trains a BatchNorm net (with augmentation) and a
+linear net on each rank. Both ranks must end with the same parameters and buffers, different
+from the initial ones. Oracle for the linear net: DDP averages the ranks' gradients, and rank
+r's batch k is `perm[32k + r :: 2][:16]` of the shared permutation, so 2 ranks x batch 16 take
+the same steps as one process with batch 32 (up to the order of floating-point sums).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ddp_worker  # tests/ is on sys.path (pytest's rootdir-relative import of test modules)
 import pytest
 import torch
 import torch.distributed as dist
+from support import ddp_worker  # tests/ is on sys.path (pytest imports test modules from there)
 
 from resnet_tutorial.train import fit
 
-WORKER = Path(__file__).with_name("ddp_worker.py")
-ROOT = WORKER.parent.parent
+WORKER = Path(ddp_worker.__file__)  # run as a script: tests/support/ddp_worker.py
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,7 +44,7 @@ def ranks(tmp_path_factory) -> list[dict]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", str(WORKER), str(out)]  # fmt: skip
     # Its own session, so that a hang is killed with its workers (torchrun's children would
-    # otherwise outlive it); a worker that hangs dumps its stacks first (ddp_worker.py).
+    # otherwise outlive it); a worker that hangs dumps its stacks first (see the worker).
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)  # fmt: skip

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import torch
-from exercise_helpers import MyBasicBlock, fails
+from support.exercise_helpers import MyBasicBlock, fails
 
 import resnet_tutorial as rt
 from resnet_tutorial import exercises

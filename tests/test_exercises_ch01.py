@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from exercise_helpers import MyBasicBlock, StrideOnSecondConv, conv, fails, passes
+from support.exercise_helpers import MyBasicBlock, StrideOnSecondConv, conv, fails, passes
 from torch import nn
 
 import resnet_tutorial as rt

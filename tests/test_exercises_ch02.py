@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from exercise_helpers import conv, fails, my_shortcut, one_sided, passes
+from support.exercise_helpers import conv, fails, my_shortcut, one_sided, passes
 from torch import nn
 
 import resnet_tutorial as rt

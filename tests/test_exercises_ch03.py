@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch.nn.functional as F
 import torchvision
-from exercise_helpers import MyBasicBlock, MyBottleneck, conv, fails, passes
+from support.exercise_helpers import MyBasicBlock, MyBottleneck, conv, fails, passes
 from torch import nn
 
 import resnet_tutorial as rt

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from exercise_helpers import (
+from support.exercise_helpers import (
     MyBasicBlock,
     MyBottleneck,
     StrideOnSecondConv,

@@ -10,7 +10,7 @@ import re
 
 import pytest
 import torch
-from exercise_helpers import fails, passes
+from support.exercise_helpers import fails, passes
 
 import resnet_tutorial as rt
 from resnet_tutorial.exercises import ch05

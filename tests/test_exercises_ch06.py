@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from exercise_helpers import fails, passes
+from support.exercise_helpers import fails, passes
 from torch import nn
 
 import resnet_tutorial as rt

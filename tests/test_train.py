@@ -1,5 +1,6 @@
-"""Tests of resnet_tutorial.train, .checkpoint and the command line (`python -m resnet_tutorial`):
-recipe, schedules, evaluation, checkpoints, resume (also of the previous checkpoint format), CLI.
+"""Tests of resnet_tutorial.config, .train, .checkpoint and the command line
+(`python -m resnet_tutorial`): recipe, schedules, evaluation, checkpoints, resume (also of the
+previous checkpoint format), CLI.
 
 Oracles: the schedules' factors computed by hand from the papers (`paper_factor`), runs that
 were not interrupted, the code of an earlier commit (from git), counts done by hand.
@@ -28,19 +29,15 @@ from torch import nn
 import resnet_tutorial.__main__ as cli
 from resnet_tutorial import checkpoint, data, results
 from resnet_tutorial.checkpoint import load_checkpoint
-from resnet_tutorial.train import (
-    History,
-    NonFiniteLossError,
+from resnet_tutorial.config import (
     TrainConfig,
-    evaluate,
-    fit,
     learning_rates,
     make_optimizer,
     make_scheduler,
     pick_precision,
-    predict,
     scale,
 )
+from resnet_tutorial.train import History, NonFiniteLossError, evaluate, fit, predict
 
 ROOT = Path(__file__).resolve().parent.parent
 

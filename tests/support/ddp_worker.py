@@ -1,4 +1,4 @@
-"""Worker of tests/test_ddp.py, run by `torchrun --nproc_per_node 2 tests/ddp_worker.py OUT`.
+"""Worker of tests/test_ddp.py: `torchrun --nproc_per_node 2 tests/support/ddp_worker.py OUT`.
 
 Each rank trains two tiny models with `fit` (which joins torchrun's process group itself) and
 saves what it ended with to OUT/rank<r>.pt, for the test to compare across ranks.
@@ -14,7 +14,8 @@ import sys
 import torch
 from torch import nn
 
-from resnet_tutorial.train import TrainConfig, fit
+from resnet_tutorial.config import TrainConfig
+from resnet_tutorial.train import fit
 
 
 def images_and_labels(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,2 @@
+"""What the tests share that is not a test: imported as `from support import exercise_helpers`
+(pytest puts tests/ on sys.path), and the DDP worker that `test_ddp.py` runs under torchrun."""
