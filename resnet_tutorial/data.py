@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -63,7 +64,8 @@ VALIDATION_PER_CLASS = 500
 class ImageSet:
     """A labelled image set in memory: uint8 images (N, C, H, W), int64 labels (N,), class names.
 
-    `source` says where it was read from; it may hold an absolute path, so the repr leaves it out.
+    `source` says where it was read from; it may hold an absolute path, so the repr leaves it out
+    and `short_source` keeps only the last two folders of each path, for printing.
     """
 
     images: Tensor
@@ -87,10 +89,18 @@ class ImageSet:
         """The pair (images, labels)."""
         return self.images, self.labels
 
+    @property
+    def short_source(self) -> str:
+        """`source` with each absolute path cut to its last two parts: "…/cifar10/train"."""
+        return _PATH_HEAD.sub("…/", self.source)
+
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape
         return f"ImageSet({n:,} images of {c}×{h}×{w} uint8, {len(self.classes)} classes)"
 
+
+# The folders of an absolute path before its last two parts (parts end at "/", space or ";").
+_PATH_HEAD = re.compile(r"(?<![\w.~])/(?:[^/\s;]+/)*(?=[^/\s;]+/[^/\s;]+)")
 
 Data = ImageSet | tuple[Tensor, Tensor]  # uint8 images (N, C, H, W), int64 labels (N,)
 

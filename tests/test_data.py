@@ -672,3 +672,21 @@ def test_sample_per_class_draws_k_distinct_images_of_each_class_reproducibly():
     assert torch.bincount(labels[picked], minlength=10).tolist() == [3] * 10
     with pytest.raises(ValueError, match="per_class=11; allowed: an int from 1 to 10"):
         rtdata.sample_per_class(labels, 11, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("source", "short"),
+    [
+        ("ImageFolder tree /home/ada/data/cifar10/train", "ImageFolder tree …/cifar10/train"),
+        (
+            "torchvision FashionMNIST files /srv/d/FashionMNIST/raw; zero-padded to 32×32",
+            "torchvision FashionMNIST files …/FashionMNIST/raw; zero-padded to 32×32",
+        ),
+        ("tree /cifar10/test", "tree …/cifar10/test"),
+        ("in memory", "in memory"),
+    ],
+)
+def test_short_source_keeps_the_last_two_parts_of_each_path(source, short):
+    images = torch.zeros(1, 3, 2, 2, dtype=torch.uint8)
+    data = rtdata.ImageSet(images, torch.zeros(1, dtype=torch.long), ("a",), source)
+    assert data.short_source == short
