@@ -1,0 +1,530 @@
+"""resnet_tutorial.frameworks: the Keras ports against our torch models, the Lightning loop
+against rt.fit and a hand-written loop, the exercise checker against right and wrong blocks.
+
+Oracles: torchvision's models and documented counts, our torch models' outputs (the Keras code
+is a separate implementation), update rules written out by hand, a training loop written here
+with torch.optim, and counts by hand. Keras runs on its torch backend, on the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import resnet_tutorial as rt
+from resnet_tutorial import frameworks
+
+# the optional extra resnet_tutorial[frameworks]: skipped where it is not installed (the
+# oldest-torch run); Keras reads its backend when first imported
+os.environ.setdefault("KERAS_BACKEND", "torch")
+os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
+pytest.importorskip("keras", reason="needs the extra resnet_tutorial[frameworks]")
+pl = pytest.importorskip("pytorch_lightning", reason="needs resnet_tutorial[frameworks]")
+pytest.importorskip("torchmetrics", reason="needs resnet_tutorial[frameworks]")
+keras = frameworks.import_keras()
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def relative_gap(output: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((output - expected).abs().max() / expected.abs().max())
+
+
+# --- building and porting ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("depth", "torchvision_model", "documented"),
+    [
+        (18, torchvision.models.resnet18, 11_689_512),
+        (34, torchvision.models.resnet34, 21_797_672),
+        (50, torchvision.models.resnet50, 25_557_032),
+    ],
+)
+def test_keras_resnet_has_torchvisions_parameter_count(depth, torchvision_model, documented):
+    trainable, total = frameworks.keras_parameters(frameworks.keras_resnet(depth))
+    reference = torchvision_model()
+    assert trainable == sum(p.numel() for p in reference.parameters()) == documented
+    # Keras also counts BN's moving mean and variance, which torch keeps as buffers
+    bn_channels = sum(m.num_features for m in reference.modules() if isinstance(m, nn.BatchNorm2d))
+    assert total - trainable == 2 * bn_channels
+
+
+def test_keras_resnet18_computes_torchvisions_outputs():
+    reference = frameworks.randomize_batchnorm(torchvision.models.resnet18(), seed=3).eval()
+    ours = rt.resnet18().eval()
+    ours.load_state_dict(reference.state_dict())
+    ported = frameworks.keras_resnet(18)
+    copied = frameworks.port_weights(ours, ported)
+    assert copied == 20 + 4 * 20 + 2  # 1 + 16 + 3 convolutions, 20 BNs (4 tensors each), fc
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference(x)
+    assert relative_gap(frameworks.keras_logits(ported, x), expected) < 1e-5
+
+
+def test_keras_resnet50_computes_our_outputs():
+    ours = frameworks.randomize_batchnorm(rt.resnet50(), seed=5).eval()
+    ported = frameworks.keras_resnet(50)
+    frameworks.port_weights(ours, ported)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = ours(x)
+    assert relative_gap(frameworks.keras_logits(ported, x), expected) < 1e-5
+
+
+def test_keras_cifar_resnet_with_trained_weights_gives_the_same_predictions():
+    ours = rt.load_pretrained_cifar(20)
+    mean, std = ours.normalization
+    test = rt.data.cifar10("test", per_class=5)
+    ported = frameworks.keras_cifar_resnet(20)
+    assert frameworks.keras_parameters(ported)[0] == 269_722  # the paper's 0.27M
+    frameworks.port_weights(ours, ported)
+    x = rt.data.normalize(test.images, mean, std)
+    with torch.no_grad():
+        expected = ours(x)
+    logits = frameworks.keras_logits(ported, x)
+    assert relative_gap(logits, expected) < 1e-5
+    assert torch.equal(logits.argmax(1), expected.argmax(1))
+    # a Keras model is an nn.Module on the torch backend: rt.evaluate takes it as it is
+    assert rt.evaluate(ported, test, mean=mean, std=std) == pytest.approx(
+        rt.evaluate(ours, test, mean=mean, std=std), rel=1e-5
+    )
+
+
+def test_option_a_in_keras_is_zero_padding_split_evenly():
+    inputs = keras.Input((16, 8, 8))
+    outputs = frameworks.keras_shortcut(inputs, "A", 16, 32, 2, "block")
+    model = keras.Model(inputs, outputs)
+    x = torch.randn(2, 16, 8, 8)
+    by_hand = torch.zeros(2, 32, 4, 4)
+    by_hand[:, 8:24] = x[:, :, ::2, ::2]
+    torch.testing.assert_close(model(x), by_hand, rtol=0, atol=0)
+
+
+def test_port_is_strict_about_missing_and_extra_layers():
+    full = rt.resnet34()
+    with pytest.raises(
+        ValueError, match=r"layer3\.5\.conv1 .* no Keras layer named 'layer3_5_conv1'"
+    ):
+        frameworks.port_weights(full, frameworks.keras_resnet(34, layers=(3, 4, 5, 3)))
+    # our network one block short: the Keras ResNet-34's last block has no counterpart
+    with pytest.raises(ValueError, match=r"4 Keras layers with weights have no counterpart"):
+        frameworks.port_weights(rt.ResNet(rt.BasicBlock, (3, 4, 6, 2)), frameworks.keras_resnet(34))
+
+
+def test_port_rejects_a_layer_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"our fc gives a tensor of shape \(512, 10\)"):
+        frameworks.port_weights(rt.resnet34(num_classes=10), frameworks.keras_resnet(34))
+
+
+# --- the mistakes --------------------------------------------------------------------------------
+
+
+def test_a_bias_before_batchnorm_adds_one_parameter_per_channel_and_gets_no_gradient():
+    ours = rt.resnet18()
+    biased = frameworks.keras_resnet(18, options=frameworks.KerasOptions(conv_bias=True))
+    extra = frameworks.keras_parameters(biased)[0] - rt.count_parameters(ours)
+    assert extra == sum(m.out_channels for m in ours.modules() if isinstance(m, nn.Conv2d))
+    frameworks.port_weights(ours.eval(), biased)  # the biases get zeros: the same function
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = ours(x)
+    assert relative_gap(frameworks.keras_logits(biased, x), expected) < 1e-5
+    for layer in biased.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.bias.assign(torch.randn(layer.bias.shape))
+    loss = nn.functional.cross_entropy(biased(x, training=True), torch.tensor([3, 7]))
+    loss.backward()
+    convs = [layer for layer in biased.layers if isinstance(layer, keras.layers.Conv2D)]
+    bias_gradient = max(layer.bias.value.grad.abs().max().item() for layer in convs)
+    kernel_gradient = max(layer.kernel.value.grad.abs().max().item() for layer in convs)
+    assert bias_gradient < 1e-5 * kernel_gradient
+
+
+def test_keras_same_padding_differs_from_torch_at_stride_two_only():
+    conv = nn.Conv2d(4, 4, 3, stride=2, padding=1, bias=False)
+    x = torch.randn(1, 4, 8, 8)
+    for padding, should_match in (("explicit", True), ("same", False)):
+        inputs = keras.Input((4, 8, 8))
+        options = frameworks.KerasOptions(padding=padding)
+        model = keras.Model(inputs, frameworks.keras_conv(inputs, 4, 3, 2, "conv", options))
+        model.get_layer("conv").kernel.assign(conv.weight.detach().permute(2, 3, 1, 0))
+        with torch.no_grad():
+            matches = torch.allclose(model(x), conv(x), atol=1e-5)
+        assert matches == should_match, padding
+
+
+def test_a_2x2_stem_pool_keeps_the_shape_at_224_and_loses_a_column_at_226():
+    right = frameworks.keras_resnet(18)
+    wrong = frameworks.keras_resnet(18, options=frameworks.KerasOptions(stem_pool="2x2"))
+    stem = {}
+    for name, model in (("right", right), ("wrong", wrong)):
+        probe = keras.Model(model.inputs, model.get_layer("maxpool").output)
+        stem[name] = [tuple(probe(torch.zeros(1, 3, s, s)).shape) for s in (224, 226)]
+    assert stem["right"] == [(1, 64, 56, 56), (1, 64, 57, 57)]  # torch's 3×3/2 pad 1
+    assert stem["wrong"] == [(1, 64, 56, 56), (1, 64, 56, 56)]
+
+
+def test_keras_batchnorm_epsilon_is_not_ported_and_changes_the_output():
+    ours = frameworks.randomize_batchnorm(rt.resnet18(), seed=1).eval()
+    with torch.no_grad():
+        for module in ours.modules():  # small variances: where ε matters
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_var.mul_(1e-3)
+    wrong = frameworks.keras_resnet(18, options=frameworks.KerasOptions(epsilon=1e-3))
+    frameworks.port_weights(ours, wrong)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = ours(x)
+    assert relative_gap(frameworks.keras_logits(wrong, x), expected) > 1e-2
+
+
+def test_keras_momentum_point_nine_is_torchs_point_one_except_the_variance_estimate():
+    z = 1 + 2 * torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    ours = nn.BatchNorm2d(3).train()
+    ours(z)
+    inputs = keras.Input((3, 5, 5))
+    model = keras.Model(inputs, frameworks.keras_bn(inputs, "bn"))
+    model(z, training=True)
+    layer = model.get_layer("bn")
+    torch.testing.assert_close(layer.moving_mean.value.detach(), ours.running_mean)
+    n = 4 * 5 * 5
+    batch_variance = z.var(dim=(0, 2, 3), unbiased=False)  # by hand: Keras adds the biased one
+    torch.testing.assert_close(layer.moving_variance.value.detach(), 0.9 + 0.1 * batch_variance)
+    torch.testing.assert_close(ours.running_var, 0.9 + 0.1 * batch_variance * n / (n - 1))
+
+
+def test_keras_sgd_ignores_decay_and_decouples_weight_decay():
+    lr, momentum, decay = 0.1, 0.9, 1e-4
+    w0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    gradients = [torch.tensor([0.3, 0.1, -0.2], dtype=torch.float64)] * 2
+
+    def keras_steps(**options):
+        w = keras.Variable(w0.clone(), dtype="float64")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=momentum, **options)
+        for g in gradients:
+            optimizer.apply_gradients([(g.clone(), w)])
+        return w.value.detach(), [str(c.message) for c in caught]
+
+    # by hand: SGD with momentum, v ← μv − ηg, w ← w + v (Keras); decoupled decay first
+    def by_hand(decoupled: float, coupled: float) -> torch.Tensor:
+        w, v = w0.clone(), torch.zeros_like(w0)
+        for g in gradients:
+            w = w - lr * decoupled * w
+            v = momentum * v - lr * (g + coupled * w)
+            w = w + v
+        return w
+
+    plain, _ = keras_steps()
+    ignored, messages = keras_steps(decay=decay)
+    torch.testing.assert_close(plain, by_hand(0, 0))
+    assert torch.equal(ignored, plain)
+    assert messages == ["Argument `decay` is no longer supported and will be ignored."]
+    torch.testing.assert_close(keras_steps(weight_decay=decay)[0], by_hand(decay, 0))
+    w = nn.Parameter(w0.clone())
+    optimizer = torch.optim.SGD([w], lr=lr, momentum=momentum, weight_decay=decay)
+    for g in gradients:
+        w.grad = g.clone()
+        optimizer.step()
+    torch.testing.assert_close(w.detach(), by_hand(0, decay))
+    assert not torch.allclose(w.detach(), keras_steps(weight_decay=decay)[0], rtol=0, atol=1e-9)
+
+
+# --- keras.applications ------------------------------------------------------------------------
+
+
+def test_keras_applications_resnet50_is_ours_with_the_stride_on_the_1x1():
+    with frameworks.keras_image_format("channels_first"):
+        theirs = keras.applications.ResNet50(
+            weights=None, input_shape=(3, 64, 64), classifier_activation=None
+        )
+    assert keras.config.image_data_format() == "channels_last"  # restored
+    ours = rt.resnet50(stride_on="1x1")
+    convs = sum(m.out_channels for m in ours.modules() if isinstance(m, nn.Conv2d))
+    assert frameworks.keras_parameters(theirs)[0] == rt.count_parameters(ours) + convs
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for stride_on, same in (("1x1", True), ("3x3", False)):
+        model = frameworks.randomize_batchnorm(rt.resnet50(stride_on=stride_on), seed=2).eval()
+        frameworks.port_weights(model, theirs, name=frameworks.keras_applications_name)
+        with torch.no_grad():
+            expected = model(x)
+        assert (relative_gap(frameworks.keras_logits(theirs, x), expected) < 1e-4) == same
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("conv1", "conv1_conv"),
+        ("bn1", "conv1_bn"),
+        ("layer1.0.conv1", "conv2_block1_1_conv"),
+        ("layer2.3.bn3", "conv3_block4_3_bn"),
+        ("layer4.0.downsample.0", "conv5_block1_0_conv"),
+        ("layer4.0.downsample.1", "conv5_block1_0_bn"),
+        ("fc", "predictions"),
+    ],
+)
+def test_keras_applications_name(key, name):
+    assert frameworks.keras_applications_name(key) == name
+
+
+# --- Lightning -----------------------------------------------------------------------------------
+
+
+def hand_written_losses(model: nn.Module, train, config: rt.TrainConfig) -> list[float]:
+    """The paper's SGD step by step with torch.optim, on the batches of rt.fit's loader."""
+    loader = rt.data.DeviceLoader(
+        train, config.batch_size, mean=config.mean, std=config.std, device="cpu",
+        seed=config.seed, augment=config.augment,
+    )  # fmt: skip
+    steps = len(loader) * config.epochs
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )  # fmt: skip
+    model.to(memory_format=torch.channels_last).train()
+    losses = []
+    for epoch in range(1, config.epochs + 1):
+        loader.set_epoch(epoch)
+        for x, y in loader:
+            step = len(losses)
+            for group in optimizer.param_groups:  # ÷10 at 50 % and 75 % of the steps
+                group["lr"] = config.lr * 0.1 ** ((step >= steps // 2) + (step >= steps * 3 // 4))
+            loss = nn.functional.cross_entropy(
+                model(x.contiguous(memory_format=torch.channels_last)), y
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture(scope="module")
+def three_runs():
+    train = rt.data.cifar10("train", per_class=8)  # 80 images: 3 steps of 32 per epoch
+    test = rt.data.cifar10("test", per_class=1)
+    config = rt.TrainConfig(
+        epochs=2, batch_size=32, augment=False, precision="fp32", device="cpu", lr=0.05
+    )
+    torch.manual_seed(0)
+    start = rt.cifar_resnet(20)
+    history, fit_losses = frameworks.fit_step_losses(copy.deepcopy(start), train, test, config)
+    module = frameworks.lightning_fit(copy.deepcopy(start), train, config)
+    by_hand = hand_written_losses(copy.deepcopy(start), train, config)
+    return history, fit_losses, module, by_hand
+
+
+def test_lightning_and_rt_fit_and_a_hand_written_loop_give_the_same_losses(three_runs):
+    history, fit_losses, module, by_hand = three_runs
+    assert len(by_hand) == len(fit_losses) == len(module.step_losses) == 6
+    assert fit_losses == pytest.approx(by_hand, abs=1e-5)
+    assert module.step_losses == pytest.approx(by_hand, abs=1e-5)
+
+
+def test_step_losses_average_to_rt_fits_epoch_losses(three_runs):
+    history, fit_losses, module, _ = three_runs
+    sizes = [32, 32, 16]  # 80 images in batches of 32
+    for epoch in range(2):
+        losses = fit_losses[3 * epoch : 3 * epoch + 3]
+        mean = sum(loss * n for loss, n in zip(losses, sizes)) / 80
+        assert mean == pytest.approx(history.train_loss[epoch], abs=1e-5)
+    assert module.epoch_errors == pytest.approx(history.train_error, abs=1e-6)
+
+
+def test_lightning_sees_rt_fits_augmented_batches_too():
+    train = rt.data.cifar10("train", per_class=4)  # 40 images: 2 steps of 20 per epoch
+    test = rt.data.cifar10("test", per_class=1)
+    config = rt.TrainConfig(epochs=2, batch_size=20, augment=True, precision="fp32", device="cpu")
+    torch.manual_seed(1)
+    start = rt.cifar_resnet(20)
+    _, fit_losses = frameworks.fit_step_losses(copy.deepcopy(start), train, test, config)
+    module = frameworks.lightning_fit(copy.deepcopy(start), train, config)
+    unaugmented = frameworks.lightning_fit(
+        copy.deepcopy(start), train, dataclasses.replace(config, augment=False)
+    )
+    assert module.step_losses == pytest.approx(fit_losses, abs=1e-5)
+    assert unaugmented.step_losses != pytest.approx(fit_losses, abs=1e-3)  # the crops matter
+
+
+def test_lightning_fit_respects_the_step_cap(monkeypatch):
+    monkeypatch.setenv("RESNET_TUTORIAL_MAX_STEPS", "2")
+    train = rt.data.cifar10("train", per_class=8)
+    config = rt.TrainConfig(epochs=3, batch_size=16, augment=False, precision="fp32", device="cpu")
+    with pytest.warns(UserWarning, match="RESNET_TUTORIAL_MAX_STEPS"):
+        module = frameworks.lightning_fit(rt.cifar_resnet(20), train, config)
+    assert len(module.step_losses) == 2  # as rt.fit: 2 epochs of 1 step
+
+
+def test_lightning_2_rejects_the_hooks_and_arguments_of_lightning_1():
+    with pytest.raises(TypeError, match="gpus"):
+        pl.Trainer(gpus=0)
+
+    class OldStyle(frameworks.lit_resnet_class()):
+        def training_epoch_end(self, outputs):
+            pass
+
+    train = rt.data.cifar10("train", per_class=2)
+    config = rt.TrainConfig(epochs=1, batch_size=10, augment=False, precision="fp32")
+    module = OldStyle(rt.cifar_resnet(20), config, 2, 10)
+    loader = rt.data.DeviceLoader(train, 10, mean=config.mean, std=config.std, device="cpu")
+    with frameworks.quiet_lightning():
+        trainer = pl.Trainer(
+            accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False
+        )
+        with pytest.raises(NotImplementedError, match="on_train_epoch_end"):
+            trainer.fit(module, train_dataloaders=frameworks.EpochBatches(loader, module))
+
+
+# --- the exercise checker ------------------------------------------------------------------------
+
+
+def learner_block(
+    padding="explicit", bias=False, epsilon=1e-5, momentum=0.9, axis=1, final_relu=True,
+    project=True, names=("conv1", "bn1", "conv2", "bn2"),
+):  # fmt: skip
+    """A reader's Keras basic block, written without the package; the options are mistakes."""
+
+    def block(x, in_channels, channels, stride):
+        layers = keras.layers
+
+        def conv(x, filters, kernel_size, stride, name):
+            if kernel_size > 1 and padding == "explicit":
+                x = layers.ZeroPadding2D(kernel_size // 2, data_format="channels_first")(x)
+            return layers.Conv2D(
+                filters, kernel_size, strides=stride, use_bias=bias,
+                padding="valid" if padding == "explicit" else "same",
+                data_format="channels_first", name=name,
+            )(x)  # fmt: skip
+
+        def bn(x, name):
+            return layers.BatchNormalization(
+                axis=axis, epsilon=epsilon, momentum=momentum, name=name
+            )(x)
+
+        out = layers.ReLU()(bn(conv(x, channels, 3, stride, names[0]), names[1]))
+        out = bn(conv(out, channels, 3, 1, names[2]), names[3])
+        shortcut = x
+        if project and (stride != 1 or in_channels != channels):
+            shortcut = bn(conv(x, channels, 1, stride, "downsample_0"), "downsample_1")
+        elif stride != 1 or in_channels != channels:  # no projection: subsample and pad
+            shortcut = keras.ops.pad(x[:, :, ::stride, ::stride], [[0, 0], [8, 8], [0, 0], [0, 0]])
+        out = layers.Add()([out, shortcut])
+        return layers.ReLU()(out) if final_relu else out
+
+    return block
+
+
+def test_check_keras_basic_block_passes_a_right_block(capsys):
+    frameworks.check_keras_basic_block(learner_block())
+    out = capsys.readouterr().out
+    assert out.startswith("✓ ") and out.count("\n") == 1
+
+
+def test_check_keras_basic_block_asks_for_the_bare_names():
+    def block(x, in_channels, channels, stride):
+        # the package's block prefixes its layers' names; the exercise asks for the bare names
+        return frameworks.keras_basic_block(x, in_channels, channels, stride, name="b")
+
+    with pytest.raises(AssertionError, match=r"the layers with weights are \['b_bn1'"):
+        frameworks.check_keras_basic_block(block)
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message", "hint"),
+    [
+        (dict(padding="same"), r"\['conv1'\] use padding='same' at stride 2", "ZeroPadding2D"),
+        (dict(bias=True), "conv1 has a bias", "use_bias=False"),
+        (dict(epsilon=1e-3), "bn1 has epsilon=0.001", "epsilon=1e-5"),
+        (dict(momentum=0.99), "bn1 has momentum=0.99", "momentum=0.9"),
+        (dict(axis=-1), "bn1 normalises axis -1", "axis=1"),
+        (dict(final_relu=False), "some are negative", "ReLU after the addition"),
+        (dict(project=False), "expected .*'downsample_0'", "1×1 Conv2D named 'downsample_0'"),
+        (dict(names=("c1", "b1", "c2", "b2")), r"are \['b1', 'b2', 'c1', 'c2'\]", "name='conv1'"),
+    ],
+)
+def test_check_keras_basic_block_names_each_mistake(mistake, message, hint):
+    with pytest.raises(AssertionError, match=message) as info:
+        frameworks.check_keras_basic_block(learner_block(**mistake))
+    assert "\nHint: " in str(info.value) and hint in str(info.value).split("\nHint: ")[1]
+
+
+def test_check_keras_basic_block_reports_an_error_in_the_learners_code():
+    def broken(x, in_channels, channels, stride):
+        raise NameError("name 'layers' is not defined")
+
+    with pytest.raises(AssertionError, match="raised NameError: name 'layers' is not defined"):
+        frameworks.check_keras_basic_block(broken)
+
+
+# --- settings, errors, imports -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(stem_pool="3x2"), "stem_pool must be '3x3' or '2x2', got '3x2'"),
+        (dict(padding="valid"), "padding must be 'explicit' or 'same', got 'valid'"),
+        (dict(epsilon=0), "epsilon must be a number > 0, got 0"),
+        (dict(momentum=1.0), r"momentum must be a number in \[0, 1\), got 1.0"),
+    ],
+)
+def test_keras_options_reject_bad_values(options, message):
+    with pytest.raises(ValueError, match=message):
+        frameworks.KerasOptions(**options)
+
+
+def test_builders_reject_bad_depths_and_tables():
+    with pytest.raises(ValueError, match=r"depth must be one of \[18, 34, 50, 101, 152\]"):
+        frameworks.keras_resnet(20)
+    with pytest.raises(ValueError, match=r"layers needs one entry per stage \(4\)"):
+        frameworks.keras_resnet(34, layers=(3, 4, 6))
+    with pytest.raises(ValueError, match=r"depth must be 6n \+ 2"):
+        frameworks.keras_cifar_resnet(21)
+    with pytest.raises(ValueError, match="shortcut must be 'A', 'B', 'C' or None in Keras"):
+        frameworks.keras_shortcut(keras.Input((4, 8, 8)), "D", 4, 8, 2, "x")
+
+
+def test_importing_the_package_imports_neither_keras_nor_lightning():
+    code = (
+        "import sys, resnet_tutorial, resnet_tutorial.frameworks\n"
+        "loaded = [m for m in ('keras', 'pytorch_lightning', 'torchmetrics') if m in sys.modules]\n"
+        "assert not loaded, loaded"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+
+
+# --- the solutions page --------------------------------------------------------------------------
+
+
+def _solutions_runner():
+    """tests/test_solutions.py's page runner (tests/ is not a package)."""
+    path = Path(__file__).with_name("test_solutions.py")
+    spec = importlib.util.spec_from_file_location("_solutions_runner", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_solutions_page_runs_and_prints_what_it_shows(monkeypatch):
+    # test_solutions.py runs the chapters' pages (book/solutions/ch*.md); this one runs here
+    runner = _solutions_runner()
+    monkeypatch.setenv("RESNET_TUTORIAL_SCALE", "quick")
+    with torch.random.fork_rng(devices=[]):
+        summary = runner.run_page(ROOT / "book" / "solutions" / "appendix_frameworks.md", [])
+    assert summary.startswith("appendix_frameworks.md: ") and "in 3 sections, 0 not run" in summary
