@@ -24,7 +24,7 @@ PACKAGE = ROOT / "resnet_tutorial" / "exercises"
 def book_sources() -> dict[str, str]:
     """The code of every notebook and the text of every solutions page, by file name."""
     sources = {}
-    for path in sorted((ROOT / "book").glob("ch*.ipynb")):
+    for path in sorted((ROOT / "book").glob("*.ipynb")):  # the chapters and the appendix
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         sources[path.name] = "\n".join("".join(c["source"]) for c in cells)
     for path in sorted((ROOT / "book" / "solutions").glob("*.md")):
@@ -46,7 +46,7 @@ def test_every_check_that_the_book_calls_is_in_rt_exercises():
 
 def test_the_package_exports_each_chapters_checks():
     defined = {}
-    for path in sorted(PACKAGE.glob("ch*.py")):
+    for path in sorted([*PACKAGE.glob("ch*.py"), *PACKAGE.glob("appendix_*.py")]):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith("check_"):
@@ -58,16 +58,30 @@ def test_the_package_exports_each_chapters_checks():
 
 
 def test_the_checks_use_only_blocks_resnet_measure_and_util():
-    """CONTRIBUTING.md: `exercises` uses `blocks`, `resnet` and `measure` (and no matplotlib)."""
+    """CONTRIBUTING.md: `exercises` uses `blocks`, `resnet` and `measure`, and the appendix's
+    check `frameworks`; no matplotlib, and Keras only inside a function (an optional extra)."""
     allowed = {"blocks", "resnet", "measure", "_util"}
     for path in sorted(PACKAGE.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        uses = allowed | {"frameworks"} if path.stem == "appendix_frameworks" else allowed
+        for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 2:  # from ..x import y
-                assert node.module in allowed, f"{path.name} imports ..{node.module}"
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            assert not any(n.split(".")[0] == "matplotlib" for n in names), path.name
+                assert (node.module or "").split(".")[0] in uses, (
+                    f"{path.name} imports ..{node.module}"
+                )
+            assert not any(n.split(".")[0] == "matplotlib" for n in _imported(node)), path.name
+        for node in tree.body:  # what `import resnet_tutorial.exercises` runs
+            optional = {"keras", "pytorch_lightning", "lightning", "torchmetrics"}
+            assert not any(n.split(".")[0] in optional for n in _imported(node)), path.name
+
+
+def _imported(node: ast.AST) -> list[str]:
+    """The modules that an import statement names (none for any other node)."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        return [node.module or ""]
+    return []
 
 
 def test_checks_keep_the_random_state(capsys):

@@ -1,5 +1,7 @@
 """resnet_tutorial.frameworks: the Keras ports against our torch models, the Lightning loop
-against rt.fit and a hand-written loop, the exercise checker against right and wrong blocks.
+against rt.fit and a hand-written loop, the appendix's exercise check
+(`rt.exercises.check_keras_basic_block`) against right and wrong blocks. (The solutions page
+runs in tests/test_solutions.py, with the chapters' pages.)
 
 Oracles: torchvision's models and documented counts, our torch models' outputs (the Keras code
 is a separate implementation), update rules written out by hand, a training loop written here
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib.util
 import os
 import subprocess
 import sys
@@ -429,7 +430,7 @@ def learner_block(
 
 
 def test_check_keras_basic_block_passes_a_right_block(capsys):
-    frameworks.check_keras_basic_block(learner_block())
+    rt.exercises.check_keras_basic_block(learner_block())
     out = capsys.readouterr().out
     assert out.startswith("✓ ") and out.count("\n") == 1
 
@@ -440,7 +441,7 @@ def test_check_keras_basic_block_asks_for_the_bare_names():
         return frameworks.keras_basic_block(x, in_channels, channels, stride, name="b")
 
     with pytest.raises(AssertionError, match=r"the layers with weights are \['b_bn1'"):
-        frameworks.check_keras_basic_block(block)
+        rt.exercises.check_keras_basic_block(block)
 
 
 @pytest.mark.parametrize(
@@ -458,7 +459,7 @@ def test_check_keras_basic_block_asks_for_the_bare_names():
 )
 def test_check_keras_basic_block_names_each_mistake(mistake, message, hint):
     with pytest.raises(AssertionError, match=message) as info:
-        frameworks.check_keras_basic_block(learner_block(**mistake))
+        rt.exercises.check_keras_basic_block(learner_block(**mistake))
     assert "\nHint: " in str(info.value) and hint in str(info.value).split("\nHint: ")[1]
 
 
@@ -467,7 +468,7 @@ def test_check_keras_basic_block_reports_an_error_in_the_learners_code():
         raise NameError("name 'layers' is not defined")
 
     with pytest.raises(AssertionError, match="raised NameError: name 'layers' is not defined"):
-        frameworks.check_keras_basic_block(broken)
+        rt.exercises.check_keras_basic_block(broken)
 
 
 # --- settings, errors, imports -------------------------------------------------------------------
@@ -500,31 +501,9 @@ def test_builders_reject_bad_depths_and_tables():
 
 def test_importing_the_package_imports_neither_keras_nor_lightning():
     code = (
-        "import sys, resnet_tutorial, resnet_tutorial.frameworks\n"
+        "import sys, resnet_tutorial, resnet_tutorial.frameworks, resnet_tutorial.exercises\n"
         "loaded = [m for m in ('keras', 'pytorch_lightning', 'torchmetrics') if m in sys.modules]\n"
         "assert not loaded, loaded"
     )
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
-
-
-# --- the solutions page --------------------------------------------------------------------------
-
-
-def _solutions_runner():
-    """tests/test_solutions.py's page runner (tests/ is not a package)."""
-    path = Path(__file__).with_name("test_solutions.py")
-    spec = importlib.util.spec_from_file_location("_solutions_runner", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_solutions_page_runs_and_prints_what_it_shows(monkeypatch):
-    # test_solutions.py runs the chapters' pages (book/solutions/ch*.md); this one runs here
-    runner = _solutions_runner()
-    monkeypatch.setenv("RESNET_TUTORIAL_SCALE", "quick")
-    with torch.random.fork_rng(devices=[]):
-        summary = runner.run_page(ROOT / "book" / "solutions" / "appendix_frameworks.md", [])
-    assert summary.startswith("appendix_frameworks.md: ") and "in 3 sections, 0 not run" in summary

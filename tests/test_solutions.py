@@ -1,4 +1,4 @@
-"""The code on the solution pages (book/solutions/ch*.md) runs, and its checks pass.
+"""The code on the solution pages (book/solutions/ch*.md, appendix_*.md) runs; its checks pass.
 
 Nothing else executes these pages: the book shows them as written. So, for each page (one test
 per page), the ```python blocks run in page order, and a block fails its page when
@@ -20,6 +20,10 @@ at 2 optimizer steps (`RESNET_TUTORIAL_MAX_STEPS=2`, as in `make test-full-path`
 that trains runs every line in seconds; its trained numbers are not checked (such a block has no
 ```text output after it). Data come from `$RESNET_TUTORIAL_DATA`, as everywhere in the suite.
 
+A page whose code needs an optional extra (the appendix on Keras and Lightning needs
+`resnet_tutorial[frameworks]`) is listed in NEEDS, and skipped, with that reason, where the extra
+is not installed (the oldest-torch run).
+
 A block that cannot run on a CPU in CI (an open exercise that trains at full scale on a GPU)
 says so in its first line, `# not run in CI: <why, and how long it takes where it runs>`. It is
 still compiled, it gets its own test that is reported as skipped with that reason (`-ra` lists
@@ -34,6 +38,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
+import importlib.util
 import io
 import random
 import re
@@ -49,7 +54,10 @@ import torch
 from resnet_tutorial import exercises
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = sorted((ROOT / "book" / "solutions").glob("ch*.md"))
+SOLUTIONS = ROOT / "book" / "solutions"
+PAGES = [*sorted(SOLUTIONS.glob("ch*.md")), *sorted(SOLUTIONS.glob("appendix_*.md"))]
+# the optional modules a page imports, by page: where one is missing, the page is skipped
+NEEDS = {"appendix_frameworks.md": ("keras",)}
 NOT_RUN = "# not run in CI:"
 MAX_NOT_RUN = 2  # per page: the rest must run, or be rewritten so that it can
 
@@ -234,9 +242,15 @@ def run_page(page: Path, passed: list[str]) -> str:
     )
 
 
+def _missing(page: Path) -> list[str]:
+    return [name for name in NEEDS.get(page.name, ()) if importlib.util.find_spec(name) is None]
+
+
 @pytest.mark.filterwarnings(r"ignore:\$RESNET_TUTORIAL_MAX_STEPS=2")  # the cap says it is on
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_solution_page_runs(page: Path, solution_environment: list[str]) -> None:
+    if _missing(page):
+        pytest.skip(f"{page.name} needs {', '.join(_missing(page))}: resnet_tutorial[frameworks]")
     print(run_page(page, solution_environment))  # shown by pytest -rP
 
 
@@ -345,6 +359,8 @@ def test_same_output_ignores_only_trailing_whitespace() -> None:
 
 def test_the_pages_are_found() -> None:
     assert [page.name for page in PAGES][:4] == ["ch01.md", "ch02.md", "ch03.md", "ch04.md"]
+    assert "appendix_frameworks.md" in [page.name for page in PAGES]
+    assert set(NEEDS) <= {page.name for page in PAGES}
 
 
 # --- the runner, on hand-written pages ---------------------------------------------------------
