@@ -1,0 +1,332 @@
+"""Figures of training and its results: error per epoch, learning rates, error against depth
+and against labelled examples, gradient norms and layer responses through depth."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
+
+from ._style import (
+    History,
+    _color,
+    _drawn,
+    _figure_and_axes,
+    _finish,
+    _log_y,
+    _new_figure,
+    _numbers,
+    _percent,
+    _positive,
+    style,
+)
+
+# --------------------------------------------------------------------------- training
+
+
+def _error_columns(history: History, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epoch, train error %, test error %) of a ``History`` or a dict with those keys."""
+
+    def column(key: str) -> Any:
+        return history[key] if isinstance(history, Mapping) else getattr(history, key)
+
+    train = _percent(column("train_error"), f"{name}.train_error")
+    return _numbers(column("epoch")), train, _percent(column("test_error"), f"{name}.test_error")
+
+
+def training_curves(
+    runs: Mapping[str, History | Sequence[History]],
+    *,
+    title: str = "Training curves",
+    ax: Axes | None = None,
+    ylim: tuple[float, float] | None = None,
+    held_out: str = "test",
+) -> Figure:
+    """Train (thin, dashed) and test (bold) error per epoch, one colour per run, in the style of
+    He et al. (2016a), Fig. 6, as `paper_curves`.
+
+    Args:
+        runs: name → ``History`` (or dict with ``epoch``, ``train_error``, ``test_error``),
+            or name → list of histories from several seeds: drawn as their mean with a
+            min–max band.
+        title: axis title.
+        ax: axis to draw on; a new figure when ``None``.
+        ylim: y range in percent, e.g. ``(0, 20)`` to zoom in as the paper does.
+        held_out: what the bold curve (the history's ``test_error``) was measured on, for
+            the legend: "validation" when `fit` was given a validation split.
+    """
+    with style():
+        fig, ax = _figure_and_axes(ax, (6.4, 4.2))
+        for i, (name, run) in enumerate(runs.items()):
+            seeds = run if isinstance(run, (list, tuple)) else [run]
+            columns = [_error_columns(h, f"runs[{name!r}]") for h in seeds]
+            epoch = columns[0][0]
+            lines = (("train", "--", 1.0), (held_out, "-", 2.4))  # the paper's Fig. 6
+            for k, (part, dashes, width) in enumerate(lines, start=1):
+                errors = np.stack([c[k] for c in columns])  # (seeds, epochs), in %
+                ax.plot(epoch, errors.mean(0), dashes, lw=width, color=_color(i),
+                        label=f"{name} {part}")  # fmt: skip
+                if len(seeds) > 1:
+                    ax.fill_between(
+                        epoch, errors.min(0), errors.max(0), color=_color(i), alpha=0.18, lw=0
+                    )
+        runs_legend = [Line2D([], [], color=_color(i), label=n) for i, n in enumerate(runs)]
+        kinds = [Line2D([], [], color="0.3", ls="--", lw=1.0, label="train"),
+                 Line2D([], [], color="0.3", ls="-", lw=2.4, label=held_out)]  # fmt: skip
+        ax.legend(handles=runs_legend + kinds, ncols=2 if len(runs) > 3 else 1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("error (%)")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_title(title)
+        return _finish(fig)
+
+
+def paper_curves(
+    panels: Mapping[str, Mapping[str, History]],
+    *,
+    title: str,
+    lr_drops: Sequence[float] = (),
+    ylim: tuple[float, float] = (0, 40),
+) -> Figure:
+    """The paper's Fig. 6 style: thin dashed training error, bold test error, one panel per group.
+
+    Args:
+        panels: panel title → (network name → History), e.g. {"plain": {...}, "ResNet": {...}}.
+        title: the figure's title (say where and how the runs were made).
+        lr_drops: epochs at which the learning rate was divided, drawn as dotted lines.
+        ylim: y range in percent (the paper zooms to 0–20).
+    """
+    with style():
+        fig = _new_figure((5.2 * len(panels), 4.2))
+        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+        for ax, (panel, runs) in zip(axes, panels.items()):
+            for i, (name, history) in enumerate(runs.items()):
+                epoch, train, test = _error_columns(history, f"panels[{panel!r}][{name!r}]")
+                ax.plot(epoch, train, "--", lw=1.0, color=_color(i))
+                ax.plot(epoch, test, "-", lw=2.4, color=_color(i), label=name)
+            for drop in lr_drops:
+                ax.axvline(drop, color="0.5", ls=":", lw=1.0)
+            kinds = [Line2D([], [], color="0.3", ls="--", lw=1.0, label="train"),
+                     Line2D([], [], color="0.3", ls="-", lw=2.4, label="test")]  # fmt: skip
+            ax.legend(handles=ax.get_legend_handles_labels()[0] + kinds)
+            ax.set_title(panel)
+            ax.set_xlabel("epoch")
+            ax.set_ylim(*ylim)
+        axes[0].set_ylabel("error (%)")
+        fig.suptitle(title)
+        return _finish(fig)
+
+
+def lr_schedule(
+    schedules: Mapping[str, Sequence[float]],
+    *,
+    steps_per_epoch: int | None = None,
+    log: bool = False,
+    title: str = "Learning-rate schedules",
+    ax: Axes | None = None,
+) -> Figure:
+    """Learning rate against iteration, or against epoch when ``steps_per_epoch`` is given.
+
+    Args:
+        schedules: name → learning rate at each optimiser step (or each epoch, with
+            ``steps_per_epoch=1``).
+        steps_per_epoch: divide the step index by this to put epochs on the x axis.
+        log: logarithmic learning-rate axis (step decays become equal steps).
+    """
+    with style():
+        fig, ax = _figure_and_axes(ax, (6.4, 3.6))
+        for i, (name, rates) in enumerate(schedules.items()):
+            lr = _numbers(rates)
+            if log:
+                _positive(lr, f"schedules[{name!r}]")
+            x = np.arange(len(lr), dtype=float) / (steps_per_epoch or 1)
+            ax.plot(x, lr, color=_color(i), label=name, drawstyle="steps-post")
+        ax.set_xlabel("iteration" if steps_per_epoch is None else "epoch")
+        ax.set_ylabel("learning rate")
+        if log:
+            _log_y(ax)
+        ax.legend()
+        ax.set_title(title)
+        return _finish(fig)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def error_vs_depth(
+    depths: Sequence[int],
+    errors: Mapping[str, Sequence[float]],
+    *,
+    reference: Mapping[str, Sequence[float]] | None = None,
+    reference_label: str = "He et al. 2016a",
+    title: str = "Test error against depth",
+    ylabel: str = "test error (%)",
+    ax: Axes | None = None,
+    spread: Mapping[str, Sequence[float]] | None = None,
+) -> Figure:
+    """Error (%) against number of layers, one line per family (e.g. plain vs residual).
+
+    Args:
+        depths: number of weighted layers, e.g. ``[20, 32, 44, 56]``.
+        errors: name → error fraction in [0, 1] at each depth (NaN where not run).
+        reference: name → published error fractions at the same depths; dotted, open
+            markers, in the colour of the series with the same name.
+        spread: name (of `errors`) → uncertainty (a fraction) at each depth, such as a
+            sampling error or a standard deviation over seeds; drawn as ± error bars.
+    """
+    _drawn(spread, "spread", errors, "errors")
+    d = _numbers(depths)
+    colors = {name: _color(i) for i, name in enumerate(errors)}
+    with style():
+        fig, ax = _figure_and_axes(ax, (5.6, 3.8))
+        for name, values in errors.items():
+            y = _percent(values, f"errors[{name!r}]")
+            ax.plot(d, y, "o-", color=colors[name], label=name)
+            if spread and name in spread:
+                e = _percent(spread[name], f"spread[{name!r}]")
+                ax.errorbar(d, y, yerr=e, fmt="none", ecolor=colors[name], capsize=3)
+        for i, (name, values) in enumerate((reference or {}).items()):
+            y = _percent(values, f"reference[{name!r}]")
+            color = colors.get(name, _color(len(errors) + i))
+            ax.plot(d, y, "o:", color=color, mfc="white", label=f"{name} ({reference_label})")
+        ax.set_xticks(d, [f"{v:g}" for v in d])
+        ax.set_xlabel("depth (weighted layers)")
+        ax.set_ylabel(ylabel)
+        ax.legend()
+        ax.set_title(title)
+        return _finish(fig)
+
+
+def accuracy_vs_labels(
+    labels_per_class: Sequence[int],
+    results: Mapping[str, Sequence[float]],
+    *,
+    spread: Mapping[str, Sequence[float]] | None = None,
+    chance: float | None = None,
+    title: str = "Accuracy against labelled examples",
+    ylabel: str = "test accuracy (%)",
+    ylim: tuple[float, float] = (0, 100),
+    ax: Axes | None = None,
+) -> Figure:
+    """Accuracy (%) against labelled images per class (log x): transfer vs from scratch.
+
+    Args:
+        labels_per_class: training images per class, e.g. ``[10, 100, 1000]``.
+        results: method name → accuracy fraction in [0, 1] at each size.
+        spread: method name → standard deviation (fraction) across seeds; drawn as error bars.
+        chance: the accuracy of guessing (a fraction), drawn as a dashed line.
+        ylim: y range in percent; the whole range by default, so that gaps are not magnified.
+    """
+    x = _positive(_numbers(labels_per_class), "labels_per_class")
+    _drawn(spread, "spread", results, "results")
+    with style():
+        fig, ax = _figure_and_axes(ax, (6.0, 4.2))
+        for i, (name, values) in enumerate(results.items()):
+            y = _percent(values, f"results[{name!r}]")
+            ax.plot(x, y, "o-", color=_color(i), label=name)
+            if spread and name in spread:
+                s = _percent(spread[name], f"spread[{name!r}]")
+                ax.errorbar(x, y, yerr=s, fmt="none", ecolor=_color(i), capsize=4)
+        if chance is not None:
+            ax.axhline(100 * chance, color="0.4", ls="--", lw=1.0, label="chance")
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:g}" for v in x])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("labelled training images per class")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(*ylim)
+        ax.legend()
+        ax.set_title(title)
+        return _finish(fig)
+
+
+# --------------------------------------------------------------------------- through depth
+
+
+def _stage_starts(block_names: Sequence[str]) -> list[int]:
+    """1-based positions where the stage prefix changes: "layer2.0" after "layer1.2" → 4."""
+    stages = [name.split(".")[0] for name in block_names]
+    return [k + 1 for k in range(1, len(stages)) if stages[k] != stages[k - 1]]
+
+
+def gradient_norms(
+    norms: Mapping[str, Sequence[float] | Sequence[tuple[str, float]]],
+    *,
+    ylabel: str = "gradient norm",
+    log: bool = True,
+    title: str = "Gradient norm through depth",
+    ax: Axes | None = None,
+) -> Figure:
+    """Gradient norm of each block, from input (1) to output, one line per network.
+
+    Args:
+        norms: network name → one norm per block, ordered from the input to the output;
+            either numbers or ``(block name, norm)`` pairs as ``measure.gradient_norms``
+            returns. With names, dotted lines mark where a stage (``layerK``) begins.
+        ylabel: y axis label; say the norm used, e.g. "‖∂L/∂W‖₂ per block".
+        log: logarithmic y axis (vanishing gradients span decades).
+    """
+    with style():
+        fig, ax = _figure_and_axes(ax, (6.4, 3.8))
+        boundaries: set[int] = set()
+        for i, (name, values) in enumerate(norms.items()):
+            values = list(values)
+            if values and isinstance(values[0], (tuple, list)):
+                boundaries.update(_stage_starts([str(block) for block, _ in values]))
+                values = [norm for _, norm in values]
+            y = _numbers(values)
+            if log:
+                _positive(y, f"norms[{name!r}]")
+            ax.plot(np.arange(1, len(y) + 1), y, "o-", color=_color(i), label=name, ms=3.5)
+        for start in sorted(boundaries):
+            ax.axvline(start - 0.5, color="0.6", ls=":", lw=1, gid="stage start")
+        ax.set_xlabel("block index (input → output)")
+        ax.set_ylabel(ylabel)
+        if log:
+            _log_y(ax)
+        ax.legend()
+        ax.set_title(title)
+        return _finish(fig)
+
+
+def layer_responses(
+    stds: Mapping[str, Sequence[tuple[str, float]]],
+    *,
+    title: str = "Standard deviation of layer responses",
+) -> Figure:
+    """He et al. 2016a, Fig. 7: the std of each 3×3 layer's response, in layer order and sorted.
+
+    Args:
+        stds: network name → ``(layer name, std)`` per layer, input to output, as
+            ``measure.response_stds`` returns. The top panel draws them in layer order (dotted
+            lines where a stage begins), the bottom panel sorted from largest to smallest.
+    """
+    with style():
+        fig = _new_figure((7.2, 6.0))
+        by_layer, by_size = fig.subplots(2, 1)
+        boundaries: set[int] = set()
+        for i, (name, values) in enumerate(stds.items()):
+            values = list(values)
+            layers = [str(layer) for layer, _ in values]
+            y = _numbers([std for _, std in values])
+            boundaries.update(_stage_starts(layers))
+            x = np.arange(1, len(y) + 1)
+            look = {"color": _color(i), "marker": "osD^vP"[i % 6], "ms": 3.5, "lw": 1.2}
+            by_layer.plot(x, y, label=name, **look)
+            by_size.plot(x, np.sort(y)[::-1], label=name, **look)
+        for start in sorted(boundaries):
+            by_layer.axvline(start - 0.5, color="0.6", ls=":", lw=1)
+        by_layer.set_xlabel("layer index (original order, input → output)")
+        by_size.set_xlabel("layer index (sorted by magnitude)")
+        for ax in (by_layer, by_size):
+            ax.set_ylabel("std of response")
+            ax.set_ylim(bottom=0)
+        by_layer.legend()
+        fig.suptitle(title)
+        return _finish(fig)
