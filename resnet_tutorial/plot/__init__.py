@@ -29,7 +29,6 @@ the clear errors of torch, numpy and matplotlib.
   and the building block as the paper draws it (`residual_block_diagram`).
 """
 
-from ..measure import confusion_counts  # Chapter 5 counts with rt.plot; it is measure's
 from ._style import PALETTE, SMALL_SIZE, STYLE, TEXT_SIZE, style
 from .architecture import bars, cost_bars, residual_block_diagram, shape_trace
 from .images import augmentation, confusion_matrix, feature_maps, image_grid
@@ -64,5 +63,4 @@ __all__ = [
     "cost_bars",
     "shape_trace",
     "residual_block_diagram",
-    "confusion_counts",
 ]
