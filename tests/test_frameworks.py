@@ -447,13 +447,13 @@ def test_check_keras_basic_block_asks_for_the_bare_names():
 @pytest.mark.parametrize(
     ("mistake", "message", "hint"),
     [
-        (dict(padding="same"), r"\['conv1'\] use padding='same' at stride 2", "ZeroPadding2D"),
-        (dict(bias=True), "conv1 has a bias", "use_bias=False"),
-        (dict(epsilon=1e-3), "bn1 has epsilon=0.001", "epsilon=1e-5"),
-        (dict(momentum=0.99), "bn1 has momentum=0.99", "momentum=0.9"),
-        (dict(axis=-1), "bn1 normalises axis -1", "axis=1"),
-        (dict(final_relu=False), "some are negative", "ReLU after the addition"),
-        (dict(project=False), "expected .*'downsample_0'", "1×1 Conv2D named 'downsample_0'"),
+        (dict(padding="same"), r"\['conv1'\] use padding='same' at stride 2", "bottom and right"),
+        (dict(bias=True), "conv1 has a bias", "bias by default"),
+        (dict(epsilon=1e-3), "bn1 has epsilon=0.001", "1e-5"),
+        (dict(momentum=0.99), "bn1 has momentum=0.99", "old average"),
+        (dict(axis=-1), "bn1 normalises axis -1", "last axis"),
+        (dict(final_relu=False), "some are negative", "after the addition"),
+        (dict(project=False), "expected .*'downsample_0'", "'downsample_0'"),
         (dict(names=("c1", "b1", "c2", "b2")), r"are \['b1', 'b2', 'c1', 'c2'\]", "name='conv1'"),
     ],
 )

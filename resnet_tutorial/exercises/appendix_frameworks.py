@@ -93,10 +93,10 @@ def _check_keras_layers(where: str, model, reference: nn.Module, keras) -> None:
     }
     if set(layers) != set(expected):
         shortcut = (
-            "the shape changes here, so the shortcut is a 1×1 Conv2D named 'downsample_0' with "
-            "the stride and a BatchNormalization named 'downsample_1'"
+            "the shape changes here, so option B projects the shortcut: a 1×1 convolution "
+            "('downsample_0') and its BatchNorm ('downsample_1')"
             if "downsample_0" in expected
-            else "the shape does not change here, so the shortcut is x itself, without layers"
+            else "the shape does not change here, so the shortcut has no layers"
         )
         _fail(
             f"{where}: the layers with weights are {sorted(layers)}, expected {sorted(expected)}",
@@ -116,14 +116,16 @@ def _check_keras_conv(where: str, name: str, layer, module: nn.Conv2d, keras) ->
     if layer.data_format != "channels_first":
         _fail(
             f"{where}: {name} has data_format={layer.data_format!r}",
-            "the tensors are (N, C, H, W): Conv2D(..., data_format='channels_first')",
+            "the tensors are (N, C, H, W), as in PyTorch, and Keras puts the channels last by "
+            "default: see the four choices under 'ResNet-34 and ResNet-50 in Keras, from the same "
+            "table'",
         )
     if layer.use_bias:
         _fail(
             f"{where}: {name} has a bias ({module.out_channels} parameters that rt.BasicBlock "
             "does not have)",
-            "the BatchNorm after it subtracts the batch mean, and the bias with it: "
-            "Conv2D(..., use_bias=False)",
+            "Keras' Conv2D has a bias by default, and the BatchNorm after it cancels it: see "
+            "'A bias before every BatchNorm'",
         )
     expected = tuple(module.weight.permute(2, 3, 1, 0).shape)
     if tuple(layer.kernel.shape) != expected:
@@ -141,19 +143,20 @@ def _check_keras_bn(where: str, name: str, layer, module: nn.BatchNorm2d, keras)
     if tuple(layer.gamma.shape) != (module.num_features,):
         _fail(
             f"{where}: {name} normalises axis {layer.axis}, of size {layer.gamma.shape[0]}",
-            "the channels are axis 1 of (N, C, H, W): BatchNormalization(axis=1)",
+            "Keras' BatchNormalization normalises the last axis by default; here the channels "
+            "are the second axis of (N, C, H, W)",
         )
     if abs(layer.epsilon - TORCH_EPSILON) > 1e-12:
         _fail(
             f"{where}: {name} has epsilon={layer.epsilon:g}, torch's BatchNorm2d {TORCH_EPSILON:g}",
-            "Keras' default is 1e-3: BatchNormalization(..., epsilon=1e-5)",
+            "Keras' default ε is 1e-3, PyTorch's 1e-5: see 'BatchNorm's ε and momentum'",
         )
     if abs(layer.momentum - (1 - TORCH_MOMENTUM)) > 1e-12:
         _fail(
-            f"{where}: {name} has momentum={layer.momentum:g}; torch's momentum=0.1 is Keras' 0.9",
-            "Keras' momentum weighs the old average, torch's the new batch: "
-            "BatchNormalization(..., momentum=0.9) (Keras' default 0.99 follows the batches "
-            "10 times more slowly)",
+            f"{where}: {name} has momentum={layer.momentum:g}: its moving statistics do not "
+            "follow the batches as torch's momentum=0.1 does",
+            "Keras' momentum weighs the old average, PyTorch's the new batch: see 'BatchNorm's ε "
+            "and momentum'",
         )
 
 
@@ -170,12 +173,15 @@ def _diagnose_keras_block(where: str, model, output: Tensor, difference: float, 
     if same_at_stride_two:
         _fail(
             f"{differ}; {same_at_stride_two} use padding='same' at stride 2",
-            "at stride 2, Keras' 'same' pads an even input only at the bottom and right, torch's "
-            "padding=1 on every side: ZeroPadding2D(1, data_format='channels_first'), then "
-            "Conv2D(..., padding='valid')",
+            "at stride 2, Keras' 'same' pads an even input only at the bottom and right, "
+            "PyTorch's padding=1 on every side: see 'padding=\"same\" at stride 2', and how "
+            "frameworks.keras_conv pads",
         )
     if float(output.min()) < 0:
-        _fail(f"{differ}, and some are negative", "the block ends with a ReLU after the addition")
+        _fail(
+            f"{differ}, and some are negative",
+            "rt.BasicBlock's outputs are never negative: what does it apply after the addition?",
+        )
     _fail(
         differ,
         "the order is conv1, bn1, ReLU, conv2, bn2, add the shortcut, ReLU; only conv1 and the "

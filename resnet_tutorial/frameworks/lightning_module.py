@@ -118,7 +118,7 @@ def lightning_fit(
 ) -> pl.LightningModule:
     """Train `model` in place with `pl.Trainer(accelerator="cpu")` as `rt.fit(model, train, …,
     config)` trains it on the CPU: the same batches in the same order, optimizer, schedule, loss,
-    precision and memory format, and the same cap `$RESNET_TUTORIAL_MAX_STEPS`.
+    precision and memory format.
 
     Returns the `LightningModule`; its `step_losses` and `epoch_errors` hold the loss of every
     step and the training error of every epoch. `trainer_options` go to `pl.Trainer`.
@@ -129,18 +129,31 @@ def lightning_fit(
     device = torch.device("cpu")
     num_classes = count_outputs(model, images, device)
     loader = DeviceLoader(
-        (images, labels), config.batch_size, train=True, mean=config.mean, std=config.std,
-        device=device, seed=config.seed, augment=config.augment, num_classes=num_classes,
-    )  # fmt: skip
-    capped, steps_per_epoch = _capped(config, len(loader))
+        (images, labels),
+        config.batch_size,
+        train=True,
+        mean=config.mean,
+        std=config.std,
+        device=device,
+        seed=config.seed,
+        augment=config.augment,
+        num_classes=num_classes,
+    )
+    capped, steps_per_epoch = _capped(config, len(loader))  # as rt.fit
     precision, _ = pick_precision(device, config.precision, config.channels_last)
     module = lit_resnet_class()(model, capped, steps_per_epoch, num_classes)
     options = {
-        "accelerator": "cpu", "devices": 1, "max_epochs": capped.epochs_for(steps_per_epoch),
-        "limit_train_batches": steps_per_epoch, "precision": LIGHTNING_PRECISION[precision],
-        "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-        "enable_model_summary": False, **trainer_options,
-    }  # fmt: skip
+        "accelerator": "cpu",
+        "devices": 1,
+        "max_epochs": capped.epochs_for(steps_per_epoch),
+        "limit_train_batches": steps_per_epoch,
+        "precision": LIGHTNING_PRECISION[precision],
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        **trainer_options,
+    }
     with quiet_lightning():
         trainer = pl.Trainer(**options)
         seed_everything(config.seed)  # as rt.fit does before its first step
@@ -188,9 +201,15 @@ def fit_step_losses(
         handle.remove()
     images, labels = as_tensors(train)
     loader = DeviceLoader(
-        (images, labels), config.batch_size, train=True, mean=config.mean, std=config.std,
-        device="cpu", seed=config.seed, augment=config.augment,
-    )  # fmt: skip
+        (images, labels),
+        config.batch_size,
+        train=True,
+        mean=config.mean,
+        std=config.std,
+        device="cpu",
+        seed=config.seed,
+        augment=config.augment,
+    )
     steps = len(logits) // len(history)  # capped runs take the first steps of each epoch
     losses = []
     for epoch in range(1, len(history) + 1):
