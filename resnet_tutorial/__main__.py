@@ -1,6 +1,6 @@
 """The command line: `python -m resnet_tutorial --model cifar_resnet20 --out runs/r20`.
 
-Trains a CIFAR-10 network with the paper's recipe (He et al. 2016, Sec. 4.2), by default for
+Trains a CIFAR-10 network with the paper's recipe (He et al. 2016a, Sec. 4.2), by default for
 its 64,000 iterations, writing `<out>/checkpoint.pt` after every epoch (`--resume` continues
 from it), then writes `<out>/result.json` (curves, configuration, provenance) and the final
 weights beside it. Every field of `TrainConfig` is an option, made from the dataclass:
@@ -104,7 +104,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Train a CIFAR-10 ResNet with the paper's recipe (He et al. 2016, Sec. 4.2).",
+        description="Train a CIFAR-10 ResNet with the paper's recipe (He et al. 2016a, Sec. 4.2).",
     )
     add = parser.add_argument
     add("--model", type=_model_name, default="cifar_resnet20",

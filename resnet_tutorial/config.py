@@ -1,4 +1,4 @@
-"""The training recipe: what a run is configured with (He et al. 2016, Sec. 4.2).
+"""The training recipe: what a run is configured with (He et al. 2016a, Sec. 4.2).
 
 `TrainConfig` holds the paper's CIFAR-10 settings and checks them; `make_optimizer` and
 `make_scheduler` turn a config into torch's SGD and learning-rate schedulers (`learning_rates`
@@ -341,7 +341,7 @@ def make_scheduler(
 ) -> lr_scheduler.LRScheduler:
     """The schedule of `config` from torch's schedulers, to be stepped once per iteration.
 
-    step: MultiStepLR, lr ÷ 10 at 50% and 75% of the iterations (He et al. 2016, Sec. 4.2).
+    step: MultiStepLR, lr ÷ 10 at 50% and 75% of the iterations (He et al. 2016a, Sec. 4.2).
     cosine: CosineAnnealingLR from lr to 0 (Loshchilov & Hutter 2017).
     onecycle: OneCycleLR with its defaults, momentum not cycled (Smith & Topin 2019).
     A warm-up of W iterations (Goyal et al. 2017) is a LinearLR, lr * (i + 1) / W at

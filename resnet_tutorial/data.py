@@ -4,7 +4,7 @@ Where the data comes from: the `root` argument, else `$RESNET_TUTORIAL_DATA`, el
 `~/.cache/resnet_tutorial`. Under that root CIFAR-10 is read from torchvision's python batches
 (`cifar-10-batches-py/`), else from an ImageFolder tree (`cifar10/{train,test}/<class>/*.jpg`),
 else downloaded through torchvision. `cifar10("train45k")` and `cifar10("val5k")` split the
-training set into a 45k/5k train/validation split like that of He et al. (2016, Sec. 4.2),
+training set into a 45k/5k train/validation split like that of He et al. (2016a, Sec. 4.2),
 who do not say which images they held out: here the last 500 images of each class. Decoded
 ImageFolder trees are cached as one tensor file under `$RESNET_TUTORIAL_CACHE` (else
 `~/.cache/resnet_tutorial`), so the second load takes about a second. (The files are found,
@@ -55,7 +55,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 
-CROP_PADDING = 4  # zeros around each side before the random crop (He et al. 2016, Sec. 4.2)
+CROP_PADDING = 4  # zeros around each side before the random crop (He et al. 2016a, Sec. 4.2)
 # A 45k/5k train/val split like the paper's: 500 of each class's 5,000 training images held out.
 VALIDATION_PER_CLASS = 500
 
@@ -134,7 +134,7 @@ def cifar10(
 
     Args:
         split: "train" (5,000 images per class) or "test" (1,000 per class); or a train/val
-            split of "train" like the paper's (He et al. 2016, Sec. 4.2): "val5k", the last 500
+            split of "train" like the paper's (He et al. 2016a, Sec. 4.2): "val5k", the last 500
             images of each class in source order, and "train45k", the other 4,500. They are
             disjoint, fixed (no random draw) and together exactly "train"; each keeps the
             source order.
@@ -321,7 +321,7 @@ def _first_per_class(data: ImageSet, per_class: int | None, split: str) -> Image
 
 
 # --------------------------------------------------------------------------------------------
-# Augmentation and normalisation, on whole batches (He et al. 2016, Sec. 4.2)
+# Augmentation and normalisation, on whole batches (He et al. 2016a, Sec. 4.2)
 
 
 def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:
@@ -408,7 +408,7 @@ class DeviceLoader:
     """Batches (x, y) from one tensor on the device, shuffled and augmented in whole batches.
 
     Train mode shuffles with a generator seeded from (seed, epoch) and, unless augment=False,
-    applies the CIFAR recipe (He et al. 2016, Sec. 4.2): pad 4, random crop, random flip. Every
+    applies the CIFAR recipe (He et al. 2016a, Sec. 4.2): pad 4, random crop, random flip. Every
     rank of a DistributedDataParallel run draws the same permutation and takes
     `perm[rank::world_size]` (padded with its first items, as DistributedSampler does, so that
     all ranks have equal length); augmentation draws from a generator seeded from

@@ -1,4 +1,4 @@
-"""Training: the loop of the paper's CIFAR recipe, checkpoints and DDP (He et al. 2016, Sec. 4.2).
+"""Training: the loop of the paper's CIFAR recipe, checkpoints and DDP (He et al. 2016a, Sec. 4.2).
 
 `fit(model, train, test, config)` trains with the optimizer and schedule of a `TrainConfig`
 (`config.py`), evaluates on the test set after every epoch and returns a `History`. With
