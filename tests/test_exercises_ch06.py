@@ -106,7 +106,7 @@ def test_optimizer_params(capsys):
         everything,
         model,
         says=[r"\b21 frozen"],
-        hint=[r"requires_grad\]"],
+        hint=["only the parameters that train", "requires_grad"],
     )
     before_new_head = torch.optim.SGD(model.fc.parameters(), lr=0.01)
     model.fc = nn.Linear(16, 5)

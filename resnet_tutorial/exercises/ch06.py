@@ -197,17 +197,19 @@ def check_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) -
     frozen = [names[id(p)] for p in held if not p.requires_grad]
     if frozen:
         _fail(
-            f"The optimizer still holds {len(frozen)} frozen parameters, e.g. "
+            f"The optimizer still holds {len(frozen)} frozen parameter tensor"
+            f"{'s' if len(frozen) > 1 else ''}, e.g. "
             f"{', '.join(frozen[:3])}.",
-            "pass only the parameters that train: [p for p in model.parameters() if "
-            "p.requires_grad]; the optimizer then keeps state only for them, and nothing "
-            "frozen moves if a gradient or weight decay ever reaches it.",
+            "give the optimizer only the parameters that train (their requires_grad says "
+            "which); it then keeps state only for them, and nothing frozen moves if a gradient "
+            "or weight decay ever reaches it.",
         )
     held_ids = {id(p) for p in held}
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in held_ids]
     if missing:
         _fail(
-            f"The optimizer misses {len(missing)} trainable parameters, e.g. "
+            f"The optimizer misses {len(missing)} trainable parameter tensor"
+            f"{'s' if len(missing) > 1 else ''}, e.g. "
             f"{', '.join(missing[:3])}: they would never change.",
             "create the optimizer after replacing the head and choosing what to freeze.",
         )
