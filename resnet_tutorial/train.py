@@ -306,6 +306,18 @@ def fit(
         )
 
 
+def train_loader(
+    train: Data, config: TrainConfig, device: torch.device | str = "cpu", rank: int = 0,
+    world_size: int = 1, num_classes: int | None = None,
+) -> DeviceLoader:  # fmt: skip
+    """The batches `fit` trains on: shuffled by `config.seed` each epoch, augmented, normalised."""
+    return DeviceLoader(
+        as_tensors(train), config.batch_size, train=True, mean=config.mean, std=config.std,
+        device=device, seed=config.seed, augment=config.augment, rank=rank,
+        world_size=world_size, num_classes=num_classes,
+    )  # fmt: skip
+
+
 def _fit(
     model, train, test, config, checkpoint, resume, device, rank, world_size, param_groups=None
 ) -> History:
@@ -314,11 +326,7 @@ def _fit(
     images, labels = as_tensors(train)
     num_classes = count_outputs(model, images)
     check_labels(as_tensors(test)[1], num_classes, name="test labels")
-    loader = DeviceLoader(
-        (images, labels), config.batch_size, train=True, mean=config.mean, std=config.std,
-        device=device, seed=config.seed, augment=config.augment, rank=rank,
-        world_size=world_size, num_classes=num_classes,
-    )  # fmt: skip
+    loader = train_loader(train, config, device, rank, world_size, num_classes)
     if checkpoint is not None:
         saved = TrainConfig.from_dict(checkpoint["config"])
         same_settings = not warn_if_changed(saved, config, len(loader))

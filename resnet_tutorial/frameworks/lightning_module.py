@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..checkpoint import seed_everything
 from ..config import TrainConfig, _capped, make_optimizer, make_scheduler, pick_precision
 from ..data import Data, DeviceLoader, as_tensors
-from ..train import History, count_outputs, fit
+from ..train import History, count_outputs, fit, train_loader
 
 if TYPE_CHECKING:  # only for the annotations: never imported at run time here
     import pytorch_lightning as pl
@@ -128,17 +128,7 @@ def lightning_fit(
     images, labels = as_tensors(train)
     device = torch.device("cpu")
     num_classes = count_outputs(model, images, device)
-    loader = DeviceLoader(
-        (images, labels),
-        config.batch_size,
-        train=True,
-        mean=config.mean,
-        std=config.std,
-        device=device,
-        seed=config.seed,
-        augment=config.augment,
-        num_classes=num_classes,
-    )
+    loader = train_loader(train, config, device, num_classes=num_classes)  # rt.fit's batches
     capped, steps_per_epoch = _capped(config, len(loader))  # as rt.fit
     precision, _ = pick_precision(device, config.precision, config.channels_last)
     module = lit_resnet_class()(model, capped, steps_per_epoch, num_classes)
@@ -199,17 +189,8 @@ def fit_step_losses(
         history = fit(model, train, test, config)
     finally:
         handle.remove()
-    images, labels = as_tensors(train)
-    loader = DeviceLoader(
-        (images, labels),
-        config.batch_size,
-        train=True,
-        mean=config.mean,
-        std=config.std,
-        device="cpu",
-        seed=config.seed,
-        augment=config.augment,
-    )
+    labels = as_tensors(train)[1]
+    loader = train_loader(train, config)
     steps = len(logits) // len(history)  # capped runs take the first steps of each epoch
     losses = []
     for epoch in range(1, len(history) + 1):
