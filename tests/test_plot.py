@@ -122,6 +122,24 @@ def test_training_curves_reject_percentages_where_fractions_belong():
         plot.paper_curves({"p": {"a": history([0.3], [40.0])}}, title="t")
 
 
+def test_paper_curves_draws_each_run_its_lr_drops_and_the_published_error():
+    runs = {"plain": {"a": history([0.5, 0.2], [0.6, 0.3])},
+            "residual": {"b": history([0.4, 0.1], [0.5, 0.25])}}  # fmt: skip
+    fig = plot.paper_curves(runs, title="where", lr_drops=(1.5,), reference={"Table 6": 0.0875})
+    assert suptitle(fig) == "where" and [ax.get_title() for ax in fig.axes] == list(runs)
+    plain = fig.axes[0].lines
+    np.testing.assert_allclose(plain[0].get_ydata(), [50, 20])  # train, dashed and thin
+    np.testing.assert_allclose(plain[1].get_ydata(), [60, 30])  # test, solid and bold
+    assert plain[0].get_linestyle() == "--" and plain[1].get_linewidth() > plain[0].get_linewidth()
+    for ax in fig.axes:
+        drop, level = ax.lines[2], ax.lines[3]
+        np.testing.assert_allclose(drop.get_xdata(), [1.5, 1.5])
+        np.testing.assert_allclose(level.get_ydata(), [8.75, 8.75])  # percent, as the curves
+        assert "Table 6" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match=r"reference\['T'\] must be fractions"):
+        plot.paper_curves(runs, title="t", reference={"T": 8.75})
+
+
 def test_lr_schedule_puts_epochs_on_x_and_a_log_y():
     rates = [0.1] * 4 + [0.01] * 4
     fig = plot.lr_schedule({"step": rates}, steps_per_epoch=2, log=True)

@@ -93,6 +93,7 @@ def paper_curves(
     title: str,
     lr_drops: Sequence[float] = (),
     ylim: tuple[float, float] = (0, 40),
+    reference: Mapping[str, float] | None = None,
 ) -> Figure:
     """The paper's Fig. 6 style: thin dashed training error, bold test error, one panel per group.
 
@@ -101,7 +102,11 @@ def paper_curves(
         title: the figure's title (say where and how the runs were made).
         lr_drops: epochs at which the learning rate was divided, drawn as dotted lines.
         ylim: y range in percent (the paper zooms to 0–20).
+        reference: label → a published error (a fraction, like the histories'), drawn in every
+            panel as a thin black horizontal line, e.g. {"Table 6": 0.0875}.
     """
+    levels = {label: float(_percent([error], f"reference[{label!r}]")[0])
+              for label, error in (reference or {}).items()}  # fmt: skip
     with style():
         fig = _new_figure((5.2 * len(panels), 4.2))
         axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -112,6 +117,8 @@ def paper_curves(
                 ax.plot(epoch, test, "-", lw=2.4, color=_color(i), label=name)
             for drop in lr_drops:
                 ax.axvline(drop, color="0.5", ls=":", lw=1.0)
+            for k, (label, level) in enumerate(levels.items()):
+                ax.axhline(level, color="black", ls=("-.", (0, (1, 3)))[k % 2], lw=1.0, label=label)
             kinds = [Line2D([], [], color="0.3", ls="--", lw=1.0, label="train"),
                      Line2D([], [], color="0.3", ls="-", lw=2.4, label="test")]  # fmt: skip
             ax.legend(handles=ax.get_legend_handles_labels()[0] + kinds)
