@@ -23,7 +23,7 @@ NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovi
 NB_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n / 2 > 1 ? n / 2 : 1 )))
 
 .PHONY: test test-unit test-notebooks test-full-path test-oldest-torch test-site lint book notebooks bench test-gpu device-data clean \
-	results results-fig6 results-paper
+	results results-fig6 results-paper results-precision
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -93,7 +93,7 @@ FIG6_EPOCHS ?= 10
 TRAIN_CLI = OMP_NUM_THREADS=$(RESULTS_THREADS) PYTHONUNBUFFERED=1 $(PY) -m resnet_tutorial \
 	--precision $(RESULTS_PRECISION) --progress
 
-results: results-fig6 results-paper
+results: results-fig6 results-paper results-precision
 
 # Fig. 6 of He et al. 2016: plain and residual nets of depth 20 and 56, one compressed step schedule.
 results-fig6: $(STAMP)
@@ -113,6 +113,15 @@ results-paper: $(STAMP)
 book/results/paper_resnet20.json:
 	$(TRAIN_CLI) --model cifar_resnet20 --iterations 64000 --out runs/paper_resnet20 --result $@ \
 		$$(test -f runs/paper_resnet20/checkpoint.pt && echo --resume)
+
+# What bf16 costs: fig6_resnet20 (bf16) again in fp32, with the same seed and 10 epochs.
+results-precision: $(STAMP)
+	$(MAKE) book/results/fp32_resnet20.json
+
+book/results/fp32_resnet20.json: override RESULTS_PRECISION := fp32
+book/results/fp32_resnet20.json:
+	$(TRAIN_CLI) --model cifar_resnet20 --epochs $(FIG6_EPOCHS) --out runs/fp32_resnet20 --result $@ \
+		$$(test -f runs/fp32_resnet20/checkpoint.pt && echo --resume)
 
 # On a machine with CUDA: the CUDA-only unit tests and the notebooks under nbval on the GPU, at
 # the quick scale unless RESNET_TUTORIAL_SCALE=full. .ci/run-gpu runs it on a machine without

@@ -8,6 +8,7 @@ were not interrupted, the code of an earlier commit (from git), counts done by h
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import json
@@ -565,6 +566,26 @@ def test_a_checkpoint_of_epochs_resumes_under_the_same_length_in_iterations(tmp_
         fit(TinyNet(), TRAIN, TEST, longer, resume=tmp_path / "straight.pt")
 
 
+def make_command_args(target: str, *extra: str) -> argparse.Namespace:
+    """The command line options of a reference run's command, as `make` expands it, parsed."""
+    printed = subprocess.run(
+        ["make", "-nB", target, "RESULTS_PRECISION=bf16"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    command = printed.replace("\\\n", " ").split("-m resnet_tutorial ", 1)[1]
+    command = command.split("$(test -f", 1)[0]  # the shell adds --resume when a checkpoint exists
+    return cli._parser().parse_args([*shlex.split(command), *extra])
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_the_makefile_repeats_fig6_resnet20_in_fp32_whatever_precision_is_asked():
+    # fp32_resnet20 measures what bf16 costs: it must be fig6_resnet20's run in all but precision
+    bf16 = vars(make_command_args("book/results/fig6_resnet20.json"))
+    fp32 = vars(make_command_args("book/results/fp32_resnet20.json"))
+    assert (bf16["precision"], fp32["precision"]) == ("bf16", "fp32")
+    assert {k for k in bf16 if bf16[k] != fp32[k]} == {"precision", "out", "result"}
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_the_makefile_resumes_the_paper_run_with_the_settings_it_started_with():
     # The paper run was started with `--epochs 164 --precision bf16 --progress`; its checkpoint
@@ -572,13 +593,7 @@ def test_the_makefile_resumes_the_paper_run_with_the_settings_it_started_with():
     # run: no warning, 164 epochs of 391 steps.
     started = TrainConfig(epochs=164, precision="bf16", progress=True,
                           checkpoint="runs/paper_resnet20/checkpoint.pt")  # fmt: skip
-    printed = subprocess.run(
-        ["make", "-nB", "book/results/paper_resnet20.json", "RESULTS_PRECISION=bf16"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    command = printed.replace("\\\n", " ").split("-m resnet_tutorial ", 1)[1]
-    command = command.split("$(test -f", 1)[0]  # the shell adds --resume when a checkpoint exists
-    args = cli._parser().parse_args([*shlex.split(command), "--resume"])
+    args = make_command_args("book/results/paper_resnet20.json", "--resume")
     config = cli.config_from_args(args)
     assert config.checkpoint == started.checkpoint and config.epochs_for(391) == 164
     with warnings.catch_warnings():
