@@ -103,7 +103,7 @@ book/results/fig6_%.json:
 	$(TRAIN_CLI) --model cifar_$* --epochs $(FIG6_EPOCHS) --out runs/fig6_$* --result $@ \
 		$$(test -f runs/fig6_$*/checkpoint.pt && echo --resume)
 
-# Table 6, first row: ResNet-20 with the paper's recipe, 64k iterations on all 50,000 images:
+# Table 6, the ResNet-20 row: ResNet-20 with the paper's recipe, 64k iterations on all 50,000 images:
 # 164 epochs of 391 steps (64,124 steps, lr / 10 at steps 32,062 and 48,093). Resume it with the
 # settings it started with, RESULTS_PRECISION too (this run: bf16); a changed setting is reported
 # when it resumes, and the run then no longer matches an uninterrupted one.
