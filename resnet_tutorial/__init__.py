@@ -23,7 +23,7 @@ from .blocks import (
     make_shortcut,
 )
 from .checkpoint import seed_everything
-from .config import TrainConfig, default_device, scale
+from .config import TrainConfig, default_device, recipe, scale
 from .measure import (
     count_macs,
     count_parameters,

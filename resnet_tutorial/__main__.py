@@ -1,9 +1,11 @@
 """The command line: `python -m resnet_tutorial --model cifar_resnet20 --out runs/r20`.
 
-Trains a CIFAR-10 network with the paper's recipe (He et al. 2016a, Sec. 4.2), by default for
-its 64,000 iterations, writing `<out>/checkpoint.pt` after every epoch (`--resume` continues
-from it), then writes `<out>/result.json` (curves, configuration, provenance) and the final
-weights beside it. Every field of `TrainConfig` is an option, made from the dataclass:
+Trains a CIFAR-10 network with a named recipe (`--recipe paper`, the default: He et al. 2016a,
+Sec. 4.2, 64,000 iterations; `--recipe fast`: the course's CPU recipe, `config.RECIPES`),
+writing `<out>/checkpoint.pt` after every epoch (`--resume` continues from it), then writes
+`<out>/result.json` (curves, configuration, provenance) and the final weights beside it. The
+options given on the command line override the recipe's settings. Every field of `TrainConfig`
+is an option, made from the dataclass:
 `batch_size` is `--batch-size`, a bool `augment` is `--augment` / `--no-augment`, and the help
 is the field's entry in TrainConfig's docstring. Under `torchrun -m resnet_tutorial` each
 process trains its share with DistributedDataParallel.
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import inspect
 import json
+import math
 import os
 import platform
 import re
@@ -32,15 +36,24 @@ import torch
 from resnet_tutorial import data
 from resnet_tutorial._util import check_positive_int
 from resnet_tutorial.checkpoint import atomic_save, seed_everything
-from resnet_tutorial.config import TrainConfig, default_device
-from resnet_tutorial.results import MODEL_NAME, build_model
-from resnet_tutorial.train import fit
+from resnet_tutorial.config import (
+    PAPER_ITERATIONS,
+    RECIPES,
+    TrainConfig,
+    default_device,
+    pick_precision,
+    recipe,
+)
+from resnet_tutorial.results import _CHECKOUT, MODEL_NAME, build_model
+from resnet_tutorial.train import fit, training_throughput
 
 PROG = "python -m resnet_tutorial"
 # TrainConfig's fields that are no options: the checkpoint is always <out>/checkpoint.pt.
 NOT_OPTIONS = ("checkpoint",)
 # Names the options had before they were made from the fields, still accepted.
 ALIASES = {"decay_bn_and_bias": ["--decay-bn-bias"]}  # and so --no-decay-bn-bias
+# --split: (the training split, the split tested after the epochs)
+SPLITS = {"test": ("train", "test"), "val5k": ("train45k", "val5k")}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -50,39 +63,59 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     checkpoint = args.out / "checkpoint.pt"
     if args.resume and not checkpoint.exists():
         parser.error(f"--resume: no checkpoint at {checkpoint}")
+    result_path = args.result or args.out / "result.json"
     try:
         config = config_from_args(args)
         seed_everything(config.seed)  # the same initial weights for the same seed
         model = build_model(args.model, zero_init_residual=args.zero_init_residual)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
-    train = data.cifar10("train", root=args.data_root, per_class=args.per_class)
-    test = data.cifar10("test", root=args.data_root, per_class=args.per_class)
     device = torch.device(config.device) if config.device is not None else default_device()
     made_with = provenance(device)  # now: the code that runs is the code of this commit
+    if (
+        made_with["git_commit"]
+        and made_with["git_commit"].endswith("+dirty")
+        and (result_path.resolve().parent == _CHECKOUT and not args.allow_dirty)
+    ):
+        parser.error(
+            f"--result {result_path}: the checkout has uncommitted changes, and a reference run "
+            "must record the commit whose code ran; commit first (or pass --allow-dirty to try)"
+        )
+    commits = _record_commit(args.out, made_with["git_commit"], resumed=args.resume)
+    train_split, test_split = SPLITS[args.split]
+    train = data.cifar10(train_split, root=args.data_root, per_class=args.per_class)
+    test = data.cifar10(test_split, root=args.data_root, per_class=args.per_class)
+    baseline = _paper_baseline(args, train, config, device)
     start = time.perf_counter()
     history = fit(model, train, test, config, resume=checkpoint if args.resume else None)
-    result_path = args.result or args.out / "result.json"
     weights = result_path.with_suffix(".pt")
     result = {
         "name": result_path.stem,
+        "recipe": args.recipe,
         "model": args.model,
+        "split": args.split,
         "final_test_error": history.final["test_error"],
         "best_test_error": history.best()["test_error"],
         "best_epoch": history.best()["epoch"],
         "history": history.to_dict(),
         "total_seconds": sum(history.seconds),
         "seconds_this_run": time.perf_counter() - start,
+        "epoch_seconds": history.seconds,
+        **baseline,
         "command": f"{PROG} " + " ".join(sys.argv[1:] if argv is None else argv),
         "weights": weights.name,
         **made_with,
+        "git_commits": commits,
         "seed": config.seed,
-        "data_source": train.source,
+        "precision": config.precision,
+        "data_source": data_source(train, args.data_root),
         "train_images": len(train.labels),
         "test_images": len(test.labels),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "config": config.to_dict(),
     }
+    if "speedup_over_paper" in result:
+        result["speedup_over_paper"] = result["paper_recipe_seconds"] / result["total_seconds"]
     if int(os.environ.get("RANK", "0")) == 0:
         result_path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.cpu() for k, v in model.state_dict().items()}
@@ -95,10 +128,53 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The `TrainConfig` of parsed arguments, with its checkpoint at `<out>/checkpoint.pt`."""
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-               if f.name not in NOT_OPTIONS}  # fmt: skip
-    return TrainConfig(**options, checkpoint=str(args.out / "checkpoint.pt"))
+    """The `TrainConfig` of `--recipe` with the options given on top, its checkpoint at
+    `<out>/checkpoint.pt`."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name not in NOT_OPTIONS and hasattr(args, f.name)}  # fmt: skip
+    return recipe(args.recipe, **given, checkpoint=str(args.out / "checkpoint.pt"))
+
+
+def data_source(train: data.ImageSet, root: Path | None) -> dict[str, Any]:
+    """What the run trained on, without this machine's folders: the kind of source and its tree
+    relative to the data root, and a SHA-256 of the uint8 images and labels as loaded."""
+    folder = str(data.data_root(root).resolve())
+    digest = hashlib.sha256(train.images.contiguous().numpy().tobytes())
+    digest.update(train.labels.numpy().tobytes())
+    return {
+        "source": train.source.replace(folder + os.sep, "").replace(folder, "."),
+        "images_sha256": digest.hexdigest(),
+    }
+
+
+def _record_commit(out: Path, commit: str | None, *, resumed: bool) -> list[str | None]:
+    """The commits a run has run under, one per start (`<out>/commits.json`), this one last."""
+    path = out / "commits.json"
+    commits = json.loads(path.read_text()) if resumed and path.exists() else []
+    if not commits or commits[-1] != commit:
+        commits.append(commit)
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(commits) + "\n")
+    return commits
+
+
+def _paper_baseline(args, train, config: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """The paper recipe's training speed on this machine, measured for `--baseline-seconds`
+    just before the run (with a copy of the model and its own seed): the yardstick of
+    `speedup_over_paper`, the paper's 64k iterations at that speed ÷ the run's seconds."""
+    if args.baseline_seconds == 0:
+        return {}
+    paper = recipe("paper", device=str(device), progress=False)
+    model = build_model(args.model)
+    images_per_second = training_throughput(model, train, paper, seconds=args.baseline_seconds)
+    steps_per_epoch = math.ceil(len(train.labels) / paper.batch_size)
+    images = paper.epochs_for(steps_per_epoch) * len(train.labels)
+    return {
+        "paper_recipe_images_per_second": images_per_second,
+        "paper_recipe_precision": pick_precision(device, paper.precision)[0],
+        "paper_recipe_seconds": images / images_per_second,  # training only, no test passes
+        "speedup_over_paper": None,  # filled in once the run's seconds are known
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,6 +194,21 @@ def _parser() -> argparse.ArgumentParser:
     add("--per-class", type=_positive_int, default=None,
         help="train and test on this many images per class (a quick subset)")  # fmt: skip
     add("--data-root", type=Path, default=None, help="default: $RESNET_TUTORIAL_DATA")
+    add("--recipe", choices=tuple(RECIPES), default="paper",
+        help="the settings to start from: 'paper' (He et al. 2016a, Sec. 4.2, "
+        f"{PAPER_ITERATIONS:,} iterations) or 'fast' (the course's CPU recipe, chapter 5); "
+        "the training options below override them")  # fmt: skip
+    add("--split", choices=tuple(SPLITS), default="test",
+        help="'test': train on all 50,000 training images, test on the 10,000 test images; "
+        "'val5k': train on 45,000 and test on the 5,000 held out (to choose settings)")  # fmt: skip
+    add("--baseline-seconds", type=float, default=30.0,
+        help="measure the paper recipe's training speed this long before the run, for the "
+        "result's speedup_over_paper; 0 skips it (default: 30)")  # fmt: skip
+    add(
+        "--allow-dirty",
+        action="store_true",
+        help="write a result into book/results/ from a checkout with uncommitted changes",
+    )
     _add_config_options(parser)
     return parser
 
@@ -132,7 +223,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         kind = hints[field.name]
         if isinstance(kind, types.UnionType):  # `int | None`: an option that may be left out
             (kind,) = [t for t in typing.get_args(kind) if t is not type(None)]
-        options: dict[str, Any] = {"dest": field.name, "default": field.default}
+        options: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is typing.Literal:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # hand-written schedule, saved as a LambdaLR; `restore` resumes such a run as the same run.
 CHECKPOINT_FORMAT = 2
 # Settings that do not change the numbers of a run, and may differ when resuming.
-RESUME_FREE = ("checkpoint", "progress", "device", "compile")
+RESUME_FREE = ("checkpoint", "progress", "device", "compile", "test_every")
 # What torch's schedulers keep in the optimizer's param_groups besides "lr".
 _SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr")
 

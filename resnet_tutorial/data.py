@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -165,6 +166,12 @@ def fashion_mnist(
     images, labels, source = _storage.read_fashion_mnist(split, root, download)
     data = ImageSet(images, labels, FASHION_MNIST_CLASSES, source)
     return _first_per_class(data, per_class, split)
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder data is read from: `root`, else `$RESNET_TUTORIAL_DATA`, else
+    `~/.cache/resnet_tutorial`."""
+    return _storage._data_root(root)[0]
 
 
 def as_cifar_like(data: ImageSet) -> ImageSet:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -66,8 +68,9 @@ class History:
     """Per-epoch curves of a run. Errors are fractions in [0, 1]; losses are mean cross-entropy.
 
     `train_loss` / `train_error` are running means over the epoch's (augmented) batches, as in
-    the paper's curves; `test_*` are measured after the epoch; `lr` is the learning rate of the
-    epoch's last iteration; `seconds` the epoch's wall time, training and test together.
+    the paper's curves; `test_*` are measured after the epoch (NaN for an epoch without a test
+    pass, `TrainConfig.test_every`; None in JSON); `lr` is the learning rate of the epoch's last
+    iteration; `seconds` the epoch's wall time, training and test together.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -101,20 +104,23 @@ class History:
         return self.row(-1)
 
     def best(self, key: str = "test_error") -> dict[str, float]:
-        """The epoch with the lowest `key` (the first one on a tie)."""
+        """The epoch with the lowest `key` (the first one on a tie; untested epochs skipped)."""
         values = getattr(self, key, None)
-        if not values:
-            raise ValueError(f"no values for {key!r} (fields: {self.to_dict().keys()})")
-        return self.row(min(range(len(values)), key=values.__getitem__))
+        measured = [i for i, v in enumerate(values or []) if not math.isnan(v)]
+        if not measured:
+            raise ValueError(f"no values for {key!r} (fields: {list(self.to_dict())})")
+        return self.row(min(measured, key=values.__getitem__))
 
-    def to_dict(self) -> dict[str, list[float]]:
-        """The curves as a dict of lists."""
-        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+    def to_dict(self) -> dict[str, list[float | None]]:
+        """The curves as a dict of lists; NaN (an epoch without a test pass) becomes None."""
+        return {f.name: [None if _is_nan(v) else v for v in getattr(self, f.name)]
+                for f in dataclasses.fields(self)}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, values: dict[str, Sequence[float]]) -> History:
+    def from_dict(cls, values: dict[str, Sequence[float | None]]) -> History:
         """Inverse of `to_dict`."""
-        return cls(**{name: list(v) for name, v in values.items()})
+        return cls(**{name: [math.nan if v is None else v for v in vs]
+                      for name, vs in values.items()})  # fmt: skip
 
     def save_json(self, path: PathLike) -> None:
         """Write the curves to a JSON file."""
@@ -124,6 +130,10 @@ class History:
     def load_json(cls, path: PathLike) -> History:
         """Read curves written by `save_json`."""
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _is_nan(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -306,6 +316,28 @@ def fit(
         )
 
 
+def training_throughput(
+    model: nn.Module, train: Data, config: TrainConfig, *, seconds: float = 30.0
+) -> float:
+    """Training images per second of `config` on a copy of `model`: `fit` for one epoch on as
+    many of `train`'s images as take about `seconds` (sized by a first epoch of 10 batches,
+    which also warms up), without a test pass worth counting (one test image)."""
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    images, labels = as_tensors(train)
+    one = (images[:1], labels[:1])
+    config = dataclasses.replace(config, epochs=1, iterations=None, warmup_epochs=0,
+                                 checkpoint=None, progress=False, test_every=1)  # fmt: skip
+    n = min(len(labels), 10 * config.batch_size)
+    rate = 0.0
+    for _ in range(2):  # warm-up and size, then measure
+        subset = (images[:n], labels[:n])
+        history = fit(copy.deepcopy(model), subset, one, config)
+        rate = n / history.seconds[0]
+        n = min(len(labels), max(n, round(rate * seconds)))
+    return rate
+
+
 def train_loader(
     train: Data, config: TrainConfig, device: torch.device | str = "cpu", rank: int = 0,
     world_size: int = 1, num_classes: int | None = None,
@@ -358,14 +390,15 @@ def _fit(
             train_loss, train_error, last_lr = _train_epoch(
                 run, loader, optimizer, scheduler, scaler, epoch, bar
             )
-            test_loss, test_error = _test(run, test)
+            tested = epoch % config.test_every == 0 or epoch == epochs
+            test_loss, test_error = _test(run, test) if tested else (math.nan, math.nan)
             history.append(
                 epoch=epoch, train_loss=train_loss, train_error=train_error,
                 test_loss=test_loss, test_error=test_error,
                 lr=last_lr,
                 seconds=time.perf_counter() - start,
             )  # fmt: skip
-            if bar is not None:
+            if bar is not None and tested:
                 bar.set_postfix(test_error=f"{test_error:.2%}")
             if config.checkpoint is not None:
                 _write_checkpoint(run, optimizer, scheduler, scaler, epoch, history, len(labels))

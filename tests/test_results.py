@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,12 @@ FIELDS = (
     "test_images", "command", "weights",
 )  # fmt: skip
 CURVES = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr", "seconds")
+# Runs made since the provenance fields were added (the fast recipe's) must hold them all.
+NEW_FIELDS = (
+    "recipe", "split", "precision", "epoch_seconds", "git_commits",
+    "paper_recipe_images_per_second", "speedup_over_paper",
+)  # fmt: skip
+TESTED_ON = {"test": "test", "val5k": "val5k"}  # --split: the split the run tested on
 
 
 def planned_epochs(result: dict) -> int:
@@ -56,13 +63,19 @@ def test_a_result_is_complete_and_consistent(path):
     assert result["weights"] == path.with_suffix(".pt").name
     assert result["name"] == path.stem
     assert abs(sum(history["seconds"]) - result["total_seconds"]) < 1e-6 * epochs + 1e-6
+    if "recipe" in result:
+        missing = [field for field in NEW_FIELDS if field not in result]
+        assert not missing, f"{path.name} lacks {missing}"
+        assert not result["git_commit"].endswith("+dirty"), "a result from uncommitted code"
+        assert result["git_commits"][-1] == result["git_commit"]
+        assert not re.search(r"(^|\s)/", result["data_source"]["source"])  # no absolute path
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", JSONS, ids=[p.stem for p in JSONS])
 def test_the_weights_give_the_recorded_test_error(path):
     result = json.loads(path.read_text())
-    test = data.cifar10("test")
+    test = data.cifar10(TESTED_ON[result.get("split", "test")])
     if ("ImageFolder" in test.source) != ("ImageFolder" in result["data_source"]):
         pytest.skip(f"this machine's CIFAR-10 ({test.source}) is not the copy the run tested on "
                     f"({result['data_source']}): the two differ by a few points")  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -36,9 +37,17 @@ from resnet_tutorial.config import (
     make_optimizer,
     make_scheduler,
     pick_precision,
+    recipe,
     scale,
 )
-from resnet_tutorial.train import History, NonFiniteLossError, evaluate, fit, predict
+from resnet_tutorial.train import (
+    History,
+    NonFiniteLossError,
+    evaluate,
+    fit,
+    predict,
+    training_throughput,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -465,7 +474,8 @@ def test_a_checkpoint_written_by_the_previous_code_resumes_as_the_same_run(
 ):
     old = format_1_train_module(monkeypatch)
     config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "run.pt"), **options)
-    old_config = old.TrainConfig(**config.to_dict())
+    fields = {f.name for f in dataclasses.fields(old.TrainConfig)}  # test_every came later
+    old_config = old.TrainConfig(**{k: v for k, v in config.to_dict().items() if k in fields})
     old_history = old.fit(TinyNet(), TRAIN, TEST, dataclasses.replace(old_config, checkpoint=None))
     path = interrupted_at_epoch_2(old_config, run=old.fit)
     saved = load_checkpoint(path)
@@ -666,13 +676,21 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(data, "cifar10", small_cifar10)  # data.py's own tests read CIFAR-10
     out = tmp_path / "r8"
     argv = ["--model", "cifar_resnet8", "--epochs", "1", "--per-class", "3", "--out", str(out)]
-    result = cli.main([*argv, "--batch-size", "10", "--device", "cpu"])
+    result = cli.main([*argv, "--batch-size", "10", "--device", "cpu", "--baseline-seconds", "0.2"])
     written = json.loads((out / "result.json").read_text())
     assert written == json.loads(json.dumps(result))
     for key in ("model", "final_test_error", "best_test_error", "history", "total_seconds",
                 "device", "device_name", "threads", "git_commit", "torch", "seed", "data_source",
-                "config", "command", "weights"):  # fmt: skip
+                "config", "command", "weights", "recipe", "precision", "epoch_seconds",
+                "git_commits"):  # fmt: skip
         assert key in written, key
+    assert (written["recipe"], written["split"], written["precision"]) == ("paper", "test", "auto")
+    assert written["git_commits"] == [written["git_commit"]]
+    # the paper's 64,000 iterations at batch 128 on 30 images: 1 step, 30 images an epoch
+    paper_seconds = 64_000 * 30 / written["paper_recipe_images_per_second"]
+    assert written["paper_recipe_seconds"] == pytest.approx(paper_seconds)
+    assert written["speedup_over_paper"] == pytest.approx(paper_seconds / written["total_seconds"])
+    assert written["paper_recipe_precision"] == "fp32"
     assert written["model"] == "cifar_resnet8" and written["torch"] == torch.__version__
     assert written["device"] == "cpu" and written["device_name"]
     # the final weights, a plain state_dict beside the JSON, are the trained model's
@@ -682,15 +700,53 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
     test = small_cifar10("test", per_class=3)
     assert evaluate(model, test)[1] == pytest.approx(written["final_test_error"])
     assert written["train_images"] == 30 and written["history"]["epoch"] == [1]
-    assert written["data_source"] == "synthetic train" and written["config"]["epochs"] == 1
+    train = small_cifar10("train", per_class=3)
+    digest = hashlib.sha256(train.images.numpy().tobytes() + train.labels.numpy().tobytes())
+    assert written["data_source"] == {"source": "synthetic train",
+                                      "images_sha256": digest.hexdigest()}  # fmt: skip
+    assert written["config"]["epochs"] == 1
     assert 0 <= written["final_test_error"] <= 1
     assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
     assert f"wrote {out / 'result.json'}" in capsys.readouterr().out
     # --iterations: 30 images at batch 10 are 3 steps per epoch; 5 steps -> 2 epochs
     argv = ["--iterations", "5", "--per-class", "3", "--out", str(tmp_path / "it")]
-    result = cli.main([*argv, "--batch-size", "10", "--device", "cpu"])
+    result = cli.main([*argv, "--batch-size", "10", "--device", "cpu", "--baseline-seconds", "0"])
+    assert "speedup_over_paper" not in result
     assert result["history"]["epoch"] == [1, 2]
     assert (result["config"]["epochs"], result["config"]["iterations"]) == (None, 5)
+
+
+def tiny_cifar10(split, *, root=None, per_class=None, download=True):
+    images, labels = synthetic(10 * per_class, seed=1 if split.startswith("train") else 2)
+    return data.ImageSet(images, labels, data.CIFAR10_CLASSES, f"tree {root}/cifar10/{split}")
+
+
+def test_a_resumed_run_records_every_commit_and_val5k_trains_on_45k(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "cifar10", tiny_cifar10)
+    argv = ["--model", "cifar_resnet8", "--per-class", "3", "--out", str(tmp_path / "run"),
+            "--batch-size", "10", "--device", "cpu", "--baseline-seconds", "0",
+            "--data-root", str(tmp_path), "--split", "val5k"]  # fmt: skip
+    monkeypatch.setattr(cli, "_git_commit", lambda: "a" * 40)
+    cli.main([*argv, "--epochs", "1"])
+    monkeypatch.setattr(cli, "_git_commit", lambda: "b" * 40)
+    with pytest.warns(UserWarning, match=r"epochs \(1 -> 2\)"):
+        result = cli.main([*argv, "--epochs", "2", "--resume"])
+    assert result["git_commits"] == ["a" * 40, "b" * 40] and result["git_commit"] == "b" * 40
+    # no folder of this machine in the data source: the tree is relative to the data root
+    assert result["data_source"]["source"] == "tree cifar10/train45k"
+    assert result["split"] == "val5k" and result["train_images"] == 30
+
+
+def test_a_reference_run_from_uncommitted_code_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "cifar10", tiny_cifar10)
+    monkeypatch.setattr(cli, "_git_commit", lambda: "c" * 40 + "+dirty")
+    monkeypatch.setattr(cli, "_CHECKOUT", tmp_path / "results")
+    argv = ["--model", "cifar_resnet8", "--per-class", "3", "--epochs", "1", "--out",
+            str(tmp_path / "run"), "--result", str(tmp_path / "results" / "r.json")]  # fmt: skip
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert "uncommitted changes" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "run").exists()
 
 
 def test_the_command_line_defaults_to_the_papers_64k_iterations(tmp_path):
@@ -698,7 +754,8 @@ def test_the_command_line_defaults_to_the_papers_64k_iterations(tmp_path):
     config = cli.config_from_args(args)
     assert (config.epochs, config.iterations) == (None, 64_000)
     args = cli._parser().parse_args(["--out", str(tmp_path), "--epochs", "10"])
-    assert (cli.config_from_args(args).epochs, args.iterations) == (10, None)
+    config = cli.config_from_args(args)
+    assert (config.epochs, config.iterations) == (10, None)
 
 
 def test_every_setting_is_an_option_with_help_and_the_same_default(tmp_path):
@@ -724,7 +781,49 @@ def test_options_of_every_kind_and_the_earlier_names(tmp_path):
         checkpoint=str(tmp_path / "checkpoint.pt"),
     )  # fmt: skip
     args = cli._parser().parse_args(["--out", str(tmp_path), "--decay-bn-and-bias"])
-    assert cli.config_from_args(args).decay_bn_and_bias and args.progress is None
+    config = cli.config_from_args(args)
+    assert config.decay_bn_and_bias and config.progress is None and "progress" not in vars(args)
+
+
+def test_the_fast_recipe_is_chapter_5s_and_options_override_it(tmp_path):
+    # Chapter 5's recipe, written out by hand: one-cycle at a peak of 0.2, Nesterov, label
+    # smoothing 0.1, weight decay 5e-4 on weights only, bf16, 25 epochs, a test every 5th epoch.
+    fast = TrainConfig(epochs=25, lr=0.2, nesterov=True, schedule="onecycle",
+                       label_smoothing=0.1, weight_decay=5e-4, decay_bn_and_bias=False,
+                       precision="bf16", test_every=5)  # fmt: skip
+    assert recipe("fast") == fast and recipe("paper") == TrainConfig() == recipe()
+    assert recipe("fast", seed=3) == dataclasses.replace(fast, seed=3)
+    assert (recipe("fast", iterations=500).epochs, recipe("paper", epochs=10).iterations) == (
+        None, None)  # fmt: skip
+    with pytest.raises(ValueError, match="recipe must be one of 'paper', 'fast'; got 'slow'"):
+        recipe("slow")
+    argv = ["--out", str(tmp_path), "--recipe", "fast", "--epochs", "3", "--precision", "fp32"]
+    config = cli.config_from_args(cli._parser().parse_args(argv))
+    expected = dataclasses.replace(fast, epochs=3, precision="fp32")
+    assert config == dataclasses.replace(expected, checkpoint=str(tmp_path / "checkpoint.pt"))
+
+
+def test_test_every_skips_test_passes_but_not_the_last_and_changes_no_number():
+    every = fit(TinyNet(), TRAIN, TEST, QUICK)  # 4 epochs, a test after each
+    sparse = fit(TinyNet(), TRAIN, TEST, dataclasses.replace(QUICK, test_every=3))
+    assert [math.isnan(e) for e in sparse.test_error] == [True, True, False, False]
+    assert sparse.test_error[2:] == every.test_error[2:] and sparse.train_loss == every.train_loss
+    assert sparse.best()["epoch"] in (3, 4)  # untested epochs are never the best
+    saved = sparse.to_dict()
+    assert saved["test_error"][:2] == [None, None] and saved["test_loss"][:2] == [None, None]
+    restored = History.from_dict(json.loads(json.dumps(saved)))
+    assert restored.to_dict() == saved and math.isnan(restored.test_loss[0])
+    with pytest.raises(ValueError, match="test_every must be a positive int, got 0"):
+        TrainConfig(test_every=0)
+
+
+def test_training_throughput_measures_a_copy_and_leaves_the_model_alone():
+    model = TinyNet()
+    before = copy.deepcopy(model.state_dict())
+    rate = training_throughput(model, TRAIN, QUICK, seconds=0.2)
+    assert rate > 0 and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="seconds must be > 0, got 0"):
+        training_throughput(model, TRAIN, QUICK, seconds=0)
 
 
 def test_help_prints_no_runpy_warning():
