@@ -45,7 +45,7 @@ from resnet_tutorial.config import (
     recipe,
 )
 from resnet_tutorial.results import _CHECKOUT, MODEL_NAME, build_model
-from resnet_tutorial.train import fit, training_throughput
+from resnet_tutorial.train import evaluate, fit, training_throughput
 
 PROG = "python -m resnet_tutorial"
 # TrainConfig's fields that are no options: the checkpoint is always <out>/checkpoint.pt.
@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "config": config.to_dict(),
     }
+    result["final_test_error_flip"] = evaluate(  # flip test-time augmentation, apart
+        model, test, device=device, mean=config.mean, std=config.std, flip=True
+    )[1]
     if "speedup_over_paper" in result:
         result["speedup_over_paper"] = result["paper_recipe_seconds"] / result["total_seconds"]
     if int(os.environ.get("RANK", "0")) == 0:

@@ -147,13 +147,18 @@ def evaluate(
     device: torch.device | str | None = None,
     mean: Sequence[float] = CIFAR10_MEAN,
     std: Sequence[float] = CIFAR10_STD,
+    flip: bool = False,
 ) -> tuple[float, float]:
     """Mean cross-entropy and error (fraction wrong, 0..1) of `model` on `data`, in eval mode.
 
     `device` defaults to the model's. The model's train/eval mode is restored afterwards.
+    `flip=True` scores each image by the mean of its logits and its mirror image's (flip
+    test-time augmentation); the book reports it apart from the one-view error.
     """
     images, labels = as_tensors(data)
-    loss_sum, wrong, _ = _evaluate_sums(model, images, labels, batch_size, device, mean, std)
+    loss_sum, wrong, _ = _evaluate_sums(
+        model, images, labels, batch_size, device, mean, std, flip=flip
+    )
     n = len(labels)
     return loss_sum.item() / n, wrong.item() / n
 
@@ -186,6 +191,7 @@ def _evaluate_sums(
     std: Sequence[float],
     *,
     keep_predictions: bool = False,
+    flip: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Summed loss and count of wrong predictions on `device` (and the predictions, if asked)."""
     device = torch.device(device) if device is not None else model_device(model)
@@ -205,6 +211,8 @@ def _evaluate_sums(
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)
+            if flip:  # the mean of the two views' logits
+                logits = (logits + model(x.flip(-1))) / 2
             if not labels_checked:  # against the model's width, before the loss can fail
                 check_labels(labels, logits.shape[-1])
                 labels_checked = True

@@ -28,6 +28,9 @@ EXPECTED = {
         {"model": "CIFAR ResNet-20", "implementation": "hand-written"},
         {"model": "CIFAR ResNet-20", "implementation": "resnet_tutorial"},
     ]),
+    "bench_recipes.py": (
+        "recipes", [{"recipe": "paper recipe (auto)"}, {"recipe": "fast recipe (bf16)"}]
+    ),
     "bench_loader.py": ("loader", [
         {"pipeline": "DataLoader, 2 workers (torchvision transforms)"},
         {"pipeline": "DeviceLoader on cpu"},

@@ -1,5 +1,6 @@
 """Tests of resnet_tutorial.plot: each figure shows the data it was given, titled and labelled."""
 
+import dataclasses
 import io
 import math
 
@@ -138,6 +139,26 @@ def test_paper_curves_draws_each_run_its_lr_drops_and_the_published_error():
         assert "Table 6" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match=r"reference\['T'\] must be fractions"):
         plot.paper_curves(runs, title="t", reference={"T": 8.75})
+
+
+def test_time_to_error_puts_each_tested_epoch_at_its_summed_seconds():
+    slow = History(epoch=[1, 2], train_loss=[1, 1], train_error=[0.5, 0.3], test_loss=[1, 1],
+                   test_error=[0.4, 0.2], lr=[0.1, 0.1], seconds=[10.0, 30.0])  # fmt: skip
+    fast = History(epoch=[1, 2, 3], train_loss=[1] * 3, train_error=[0.5] * 3,
+                   test_loss=[math.nan, 1, 1], test_error=[math.nan, 0.3, 0.25],
+                   lr=[0.1] * 3, seconds=[2.0, 3.0, 4.0])  # fmt: skip
+    fig = plot.time_to_error({"slow": slow, "fast": [fast, fast]}, title="where",
+                             reference={"Table 6": 0.0875})  # fmt: skip
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), [10, 40])  # 10 s, then 10 + 30 s
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [40, 20])
+    np.testing.assert_allclose(ax.lines[1].get_xdata(), [5, 9])  # the untested epoch left out
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [30, 25])
+    np.testing.assert_allclose(ax.lines[3].get_ydata(), [8.75, 8.75])
+    assert ax.get_xscale() == "log" and ax.get_title() == "where"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["slow", "fast", "Table 6"]
+    with pytest.raises(ValueError, match=r"runs\['slow'\].test_error must be fractions"):
+        plot.time_to_error({"slow": dataclasses.replace(slow, test_error=[40, 20])}, title="t")
 
 
 def test_lr_schedule_puts_epochs_on_x_and_a_log_y():

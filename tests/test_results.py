@@ -30,7 +30,7 @@ CURVES = ("epoch", "train_loss", "train_error", "test_loss", "test_error", "lr",
 # Runs made since the provenance fields were added (the fast recipe's) must hold them all.
 NEW_FIELDS = (
     "recipe", "split", "precision", "epoch_seconds", "git_commits",
-    "paper_recipe_images_per_second", "speedup_over_paper",
+    "paper_recipe_images_per_second", "speedup_over_paper", "final_test_error_flip",
 )  # fmt: skip
 TESTED_ON = {"test": "test", "val5k": "val5k"}  # --split: the split the run tested on
 
@@ -85,6 +85,13 @@ def test_the_weights_give_the_recorded_test_error(path):
     _, error = evaluate(model, test, mean=config["mean"], std=config["std"])
     wrong, recorded = round(error * len(test)), round(result["final_test_error"] * len(test))
     assert abs(wrong - recorded) <= 3, (wrong, recorded)
+    if "final_test_error_flip" in result:  # the mean of each image's and its mirror's logits
+        _, error = evaluate(model, test, mean=config["mean"], std=config["std"], flip=True)
+        wrong, recorded = (
+            round(error * len(test)),
+            round(result["final_test_error_flip"] * len(test)),
+        )
+        assert abs(wrong - recorded) <= 3, (wrong, recorded)
 
 
 def test_results_download_once_where_the_checkout_has_none(tmp_path, monkeypatch):

@@ -391,6 +391,18 @@ def test_evaluate_and_predict_match_a_hand_count():
 # --- fit --------------------------------------------------------------------------------------
 
 
+def test_flip_scores_the_mean_of_both_views_logits():
+    model = TinyNet().eval()
+    images, labels = TEST
+    x = data.normalize(images, data.CIFAR10_MEAN, data.CIFAR10_STD)
+    with torch.no_grad():
+        logits = (model(x) + model(x.flip(-1))) / 2  # by hand
+    expected = (logits.argmax(1) != labels).float().mean().item()
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert evaluate(model, TEST, device="cpu", flip=True) == pytest.approx((loss, expected))
+    assert evaluate(model, TEST, device="cpu") != evaluate(model, TEST, device="cpu", flip=True)
+
+
 def test_a_small_model_overfits_one_batch_and_prints_nothing(capsys):
     # 32 images with random labels, one batch per epoch: only memorising fits them.
     images = TRAIN[0][:32]
@@ -691,6 +703,7 @@ def test_the_command_line_writes_its_results(tmp_path, capsys, monkeypatch):
     assert written["paper_recipe_seconds"] == pytest.approx(paper_seconds)
     assert written["speedup_over_paper"] == pytest.approx(paper_seconds / written["total_seconds"])
     assert written["paper_recipe_precision"] == "fp32"
+    assert 0 <= written["final_test_error_flip"] <= 1
     assert written["model"] == "cifar_resnet8" and written["torch"] == torch.__version__
     assert written["device"] == "cpu" and written["device_name"]
     # the final weights, a plain state_dict beside the JSON, are the trained model's

@@ -20,9 +20,9 @@ the clear errors of torch, numpy and matplotlib.
 
 - `_style`: the palette and settings (`PALETTE`, `STYLE`, `style()`) and what the figures
   share: making a figure or taking the caller's axis, the log axis, the checks above;
-- `training`: a run and its results (`training_curves`, `paper_curves`, `lr_schedule`,
-  `error_vs_depth`, `accuracy_vs_labels`) and what flows through depth (`gradient_norms`,
-  `layer_responses`);
+- `training`: a run and its results (`training_curves`, `paper_curves`, `time_to_error`,
+  `lr_schedule`, `error_vs_depth`, `accuracy_vs_labels`) and what flows through depth
+  (`gradient_norms`, `layer_responses`);
 - `images`: pictures (`image_grid`, `augmentation`, `feature_maps`) and a classifier's
   `confusion_matrix`;
 - `architecture`: costs (`bars`, `cost_bars`), the shape through the network (`shape_trace`)
@@ -39,6 +39,7 @@ from .training import (
     layer_responses,
     lr_schedule,
     paper_curves,
+    time_to_error,
     training_curves,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "style",
     "training_curves",
     "paper_curves",
+    "time_to_error",
     "lr_schedule",
     "error_vs_depth",
     "accuracy_vs_labels",

@@ -130,6 +130,43 @@ def paper_curves(
         return _finish(fig)
 
 
+def time_to_error(
+    runs: Mapping[str, History | Sequence[History]],
+    *,
+    title: str,
+    reference: Mapping[str, float] | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Test error against wall-clock time (log scale): one point per tested epoch, at the run's
+    seconds summed up to the end of that epoch; several seeds of a run in one colour.
+
+    Args:
+        runs: name → ``History`` (or a list of them, one per seed). Epochs without a test pass
+            (NaN test error, `TrainConfig.test_every`) are left out.
+        title: the figure's title (say where and how the runs were made).
+        reference: label → a published error (a fraction), drawn as a horizontal line.
+    """
+    with style():
+        fig, ax = _figure_and_axes(ax, (6.4, 4.2))
+        for i, (name, run) in enumerate(runs.items()):
+            seeds = run if isinstance(run, (list, tuple)) else [run]
+            for k, history in enumerate(seeds):
+                seconds = np.cumsum(_numbers(history.seconds))
+                error = _percent(history.test_error, f"runs[{name!r}].test_error")
+                tested = np.isfinite(error)
+                ax.plot(seconds[tested], error[tested], "o-", ms=3.5, lw=1.4, color=_color(i),
+                        label=name if k == 0 else None)  # fmt: skip
+        for k, (label, level) in enumerate((reference or {}).items()):
+            level = float(_percent([level], f"reference[{label!r}]")[0])
+            ax.axhline(level, color="black", ls=("-.", (0, (1, 3)))[k % 2], lw=1.0, label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("wall-clock seconds since the start of training (log scale)")
+        ax.set_ylabel("test error (%)")
+        ax.legend()
+        ax.set_title(title)
+        return _finish(fig)
+
+
 def lr_schedule(
     schedules: Mapping[str, Sequence[float]],
     *,
