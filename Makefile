@@ -166,8 +166,9 @@ ABLATION_no_onecycle := --schedule step --lr 0.1
 ABLATION_no_smoothing := --label-smoothing 0
 ABLATION_no_weights_only_decay := --weight-decay 1e-4 --decay-bn-and-bias
 ABLATION_no_bf16 := --precision fp32
-ABLATIONS := paper_step plus_nesterov plus_onecycle plus_smoothing fast no_nesterov \
-	no_onecycle no_smoothing no_weights_only_decay no_bf16
+# In this order: the two ends first, then each ingredient taken out, then added in.
+ABLATIONS := paper_step fast no_onecycle no_smoothing no_nesterov no_weights_only_decay \
+	no_bf16 plus_nesterov plus_onecycle plus_smoothing
 
 results-fast-ablations: $(STAMP)
 	$(MAKE) -j1 $(foreach a,$(ABLATIONS),book/results/val5k_$(a).json)

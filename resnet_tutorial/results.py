@@ -59,6 +59,13 @@ class Result:
         return self.fields["final_test_error"]
 
     @property
+    def data_source(self) -> str:
+        """Where the training images came from (older runs store a string, newer ones a dict
+        with the source relative to the data root and a hash of the images)."""
+        source = self.fields["data_source"]
+        return source["source"] if isinstance(source, dict) else source
+
+    @property
     def hours(self) -> float:
         return self.fields["total_seconds"] / 3600
 
