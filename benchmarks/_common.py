@@ -68,6 +68,19 @@ def interleaved_median_seconds(
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def load_cifar10(per_class: int | None, test_per_class: int | None):
+    """CIFAR-10's train and test splits (the first images of each class), with a line that says
+    how many, how fast and from where."""
+    from resnet_tutorial import data
+
+    start = time.perf_counter()
+    train = data.cifar10("train", per_class=per_class)
+    test = data.cifar10("test", per_class=test_per_class)
+    print(f"CIFAR-10: {len(train):,} train and {len(test):,} test images, loaded in "
+          f"{time.perf_counter() - start:.1f} s from {train.short_source}")  # fmt: skip
+    return train, test
+
+
 def parse_args(description: str | None) -> argparse.Namespace:
     """The options every benchmark takes: `--quick` (a smoke test of seconds) and `--out`."""
     parser = argparse.ArgumentParser(

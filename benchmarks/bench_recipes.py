@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 
 import torch
-from _common import interleaved_median_seconds, parse_args, print_table, write_json
+from _common import (
+    interleaved_median_seconds,
+    load_cifar10,
+    parse_args,
+    print_table,
+    write_json,
+)
 
-from resnet_tutorial import data
 from resnet_tutorial.config import recipe
 from resnet_tutorial.resnet import cifar_resnet
 from resnet_tutorial.train import fit
@@ -39,12 +43,8 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size = "quick" if args.quick else device.type
     per_class, test_per_class, repeats, warmup = SIZES[size]
-    start = time.perf_counter()
-    train = data.cifar10("train", per_class=per_class)
-    test = data.cifar10("test", per_class=test_per_class)
+    train, test = load_cifar10(per_class, test_per_class)
     n = len(train)
-    print(f"CIFAR-10: {n:,} train and {len(test):,} test images, loaded in "
-          f"{time.perf_counter() - start:.1f} s from {train.short_source}")  # fmt: skip
 
     torch.manual_seed(0)
     models = {"paper": cifar_resnet(20)}
