@@ -133,3 +133,67 @@ def test_build_model_makes_the_network_a_run_names(name, parameters):
 def test_build_model_refuses_other_names():
     with pytest.raises(ValueError, match="unknown model 'resnet20': use cifar_resnetN"):
         results.build_model("resnet20")
+
+
+# --- numbers the chapters glue into their prose ---------------------------------------------
+
+
+def glued(notebook: Path) -> dict[str, float]:
+    """The numbers a stored notebook glued (myst-nb's `glue`), by name."""
+    values = {}
+    for cell in json.loads(notebook.read_text())["cells"]:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is not None:
+                text = next(v for k, v in output["data"].items() if k.endswith("text/plain"))
+                values[name] = float(text)
+    return values
+
+
+def test_chapter_5_glues_the_fast_runs_numbers_from_their_json():
+    # Some of these are glued in cells whose output nbval does not compare (seconds): here they
+    # are recomputed from the JSON files, by hand, so that a stale page fails.
+    runs = [json.loads((RESULTS / f"fast_resnet20_seed{s}.json").read_text()) for s in range(3)]
+    paper = json.loads((RESULTS / "paper_resnet20.json").read_text())
+
+    paper_epochs = len(paper["history"]["epoch"])  # 164
+
+    def median(key):
+        return sorted(run[key] for run in runs)[1]
+
+    epochs = [(e, s) for run in runs for e, s in zip(run["history"]["epoch"],
+                                                    run["history"]["seconds"])]  # fmt: skip
+    untested = [s for e, s in epochs if e % 5]
+    tested = [s for e, s in epochs if e % 5 == 0]
+    epoch_seconds = sum(untested) / len(untested)
+    expected = {
+        "fast_median_error": 100 * median("final_test_error"),
+        "fast_min_error": 100 * min(run["final_test_error"] for run in runs),
+        "fast_max_error": 100 * max(run["final_test_error"] for run in runs),
+        "fast_median_flip": 100 * median("final_test_error_flip"),
+        "paper_run_error": 100 * paper["final_test_error"],
+        "fast_gap": 100 * (median("final_test_error") - paper["final_test_error"]),
+        "fast_median_seconds": median("total_seconds"),
+        "fast_max_seconds": max(run["total_seconds"] for run in runs),
+        "fast_median_speedup": median("speedup_over_paper"),
+        "paper_recipe_hours": median("paper_recipe_seconds") / 3600,
+        "fast_epoch_seconds": epoch_seconds,
+        "fast_test_pass_seconds": sum(tested) / len(tested) - epoch_seconds,
+        "per_epoch_factor": median("paper_recipe_seconds") / paper_epochs / epoch_seconds,
+        "paper_epochs_by_then": max(run["total_seconds"] for run in runs)
+        / (median("paper_recipe_seconds") / paper_epochs),
+        "fast_seed_spread": 100
+        * (
+            max(run["final_test_error"] for run in runs)
+            - min(run["final_test_error"] for run in runs)
+        ),  # fmt: skip
+        "val_fast_error": 100
+        * json.loads((RESULTS / "val5k_fast.json").read_text())["final_test_error"],  # fmt: skip
+        "val_paper_step_error": 100
+        * json.loads((RESULTS / "val5k_paper_step.json").read_text())[
+            "final_test_error"
+        ],  # fmt: skip
+    }
+    values = glued(Path(__file__).resolve().parent.parent / "book" / "ch05_training.ipynb")
+    for name, value in expected.items():
+        assert values[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
