@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train_split, test_split = SPLITS[args.split]
     train = data.cifar10(train_split, root=args.data_root, per_class=args.per_class)
     test = data.cifar10(test_split, root=args.data_root, per_class=args.per_class)
-    baseline = _paper_baseline(args, train, config, device)
+    baseline = _paper_baseline(args, train, device)
     start = time.perf_counter()
     history = fit(model, train, test, config, resume=checkpoint if args.resume else None)
     weights = result_path.with_suffix(".pt")
@@ -161,7 +161,7 @@ def _record_commit(out: Path, commit: str | None, *, resumed: bool) -> list[str 
     return commits
 
 
-def _paper_baseline(args, train, config: TrainConfig, device: torch.device) -> dict[str, Any]:
+def _paper_baseline(args, train, device: torch.device) -> dict[str, Any]:
     """The paper recipe's training speed on this machine, measured for `--baseline-seconds`
     just before the run (with a copy of the model and its own seed): the yardstick of
     `speedup_over_paper`, the paper's 64k iterations at that speed ÷ the run's seconds."""
@@ -204,7 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--split", choices=tuple(SPLITS), default="test",
         help="'test': train on all 50,000 training images, test on the 10,000 test images; "
         "'val5k': train on 45,000 and test on the 5,000 held out (to choose settings)")  # fmt: skip
-    add("--baseline-seconds", type=float, default=30.0,
+    add("--baseline-seconds", type=_non_negative_float, default=30.0,
         help="measure the paper recipe's training speed this long before the run, for the "
         "result's speedup_over_paper; 0 skips it (default: 30)")  # fmt: skip
     add(
@@ -260,6 +260,16 @@ def _model_name(value: str) -> str:
             "(20, 32, 44, 56, 110, ...)"
         )
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not 0 <= number < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return number
 
 
 def _positive_int(text: str) -> int:

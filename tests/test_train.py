@@ -861,6 +861,9 @@ def test_help_prints_no_runpy_warning():
         (["--schedule", "linear"], "invalid choice: 'linear'"),
         (["--lr", "-1"], "lr must be a finite number > 0"),
         (["--resume"], "no checkpoint at"),
+        (["--baseline-seconds", "-1"], "must be a number >= 0, got '-1'"),
+        (["--recipe", "slow"], "invalid choice: 'slow'"),
+        (["--split", "val"], "invalid choice: 'val'"),
     ],
 )
 def test_the_command_line_rejects_bad_arguments(tmp_path, capsys, argv, message):
