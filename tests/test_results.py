@@ -166,6 +166,7 @@ def test_chapter_5_glues_the_fast_runs_numbers_from_their_json():
     untested = [s for e, s in epochs if e % 5]
     tested = [s for e, s in epochs if e % 5 == 0]
     epoch_seconds = sum(untested) / len(untested)
+    val_fast = json.loads((RESULTS / "val5k_fast.json").read_text())["final_test_error"]
     expected = {
         "fast_median_error": 100 * median("final_test_error"),
         "fast_min_error": 100 * min(run["final_test_error"] for run in runs),
@@ -189,6 +190,7 @@ def test_chapter_5_glues_the_fast_runs_numbers_from_their_json():
         ),  # fmt: skip
         "val_fast_error": 100
         * json.loads((RESULTS / "val5k_fast.json").read_text())["final_test_error"],  # fmt: skip
+        "val_standard_error": 100 * math.sqrt(val_fast * (1 - val_fast) / 5000),
         "val_paper_step_error": 100
         * json.loads((RESULTS / "val5k_paper_step.json").read_text())[
             "final_test_error"
