@@ -191,6 +191,7 @@ def test_chapter_5_glues_the_fast_runs_numbers_from_their_json():
         "val_fast_error": 100
         * json.loads((RESULTS / "val5k_fast.json").read_text())["final_test_error"],  # fmt: skip
         "val_standard_error": 100 * math.sqrt(val_fast * (1 - val_fast) / 5000),
+        "val_difference_se": 100 * math.sqrt(2 * val_fast * (1 - val_fast) / 5000),
         "val_paper_step_error": 100
         * json.loads((RESULTS / "val5k_paper_step.json").read_text())[
             "final_test_error"
