@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     history = fit(model, train, test, config, resume=checkpoint if args.resume else None)
     weights = result_path.with_suffix(".pt")
+    if baseline:
+        baseline["speedup_over_paper"] = baseline["paper_recipe_seconds"] / sum(history.seconds)
     result = {
         "name": result_path.stem,
         "recipe": args.recipe,
@@ -117,8 +119,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["final_test_error_flip"] = evaluate(  # flip test-time augmentation, apart
         model, test, device=device, mean=config.mean, std=config.std, flip=True
     )[1]
-    if baseline:
-        result["speedup_over_paper"] = baseline["paper_recipe_seconds"] / result["total_seconds"]
     if int(os.environ.get("RANK", "0")) == 0:
         result_path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.cpu() for k, v in model.state_dict().items()}
