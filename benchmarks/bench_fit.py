@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from resnet_tutorial import data
-from resnet_tutorial.resnet import cifar_resnet
+from resnet_tutorial.models import cifar_resnet
 from resnet_tutorial.train import TrainConfig, fit
 
 # (train images per class, test images per class, batch size, repeats, warm-up runs)

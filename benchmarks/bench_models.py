@@ -73,7 +73,7 @@ class HandResNet20(nn.Module):
 def copy_weights(source: nn.Module, target: nn.Module) -> None:
     """Load `source`'s weights into `target`: by name if the names match, else in order."""
     state, target_state = source.state_dict(), target.state_dict()
-    if state.keys() == target_state.keys():  # torchvision's names (see resnet.py)
+    if state.keys() == target_state.keys():  # torchvision's names (see models.py)
         target.load_state_dict(state, strict=True)
         return
     with torch.no_grad():  # the hand-written model: other names, the same order and shapes

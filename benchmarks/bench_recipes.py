@@ -27,7 +27,7 @@ from _common import (
 )
 
 from resnet_tutorial.config import recipe
-from resnet_tutorial.resnet import cifar_resnet
+from resnet_tutorial.models import cifar_resnet
 from resnet_tutorial.train import fit
 
 # (train images per class, test images per class, repeats, warm-up runs)

@@ -32,7 +32,7 @@ from .measure import (
     summary,
     trace_shapes,
 )
-from .resnet import (
+from .models import (
     CIFAR_DEPTHS,
     DEPTHS,
     ResNet,

@@ -7,7 +7,7 @@ writing `<out>/checkpoint.pt` after every epoch (`--resume` continues from it), 
 options given on the command line override the recipe's settings. Every field of `TrainConfig`
 is an option, made from the dataclass:
 `batch_size` is `--batch-size`, a bool `augment` is `--augment` / `--no-augment`, and the help
-is the field's entry in TrainConfig's docstring. Under `torchrun -m resnet_tutorial` each
+is the field's metadata "help". Under `torchrun -m resnet_tutorial` each
 process trains its share with DistributedDataParallel.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -34,8 +33,8 @@ from typing import Any
 import torch
 
 from resnet_tutorial import data
-from resnet_tutorial._util import check_positive_int
-from resnet_tutorial.checkpoint import atomic_save, seed_everything
+from resnet_tutorial._util import atomic_save, check_positive_int
+from resnet_tutorial.checkpoint import seed_everything
 from resnet_tutorial.config import (
     PAPER_ITERATIONS,
     RECIPES,
@@ -44,14 +43,12 @@ from resnet_tutorial.config import (
     pick_precision,
     recipe,
 )
-from resnet_tutorial.results import _CHECKOUT, MODEL_NAME, build_model
+from resnet_tutorial.results import CHECKOUT, MODEL_NAME, build_model
 from resnet_tutorial.train import evaluate, fit, training_throughput
 
 PROG = "python -m resnet_tutorial"
 # TrainConfig's fields that are no options: the checkpoint is always <out>/checkpoint.pt.
 NOT_OPTIONS = ("checkpoint",)
-# Names the options had before they were made from the fields, still accepted.
-ALIASES = {"decay_bn_and_bias": ["--decay-bn-bias"]}  # and so --no-decay-bn-bias
 # --split: (the training split, the split tested after the epochs)
 SPLITS = {"test": ("train", "test"), "val5k": ("train45k", "val5k")}
 
@@ -75,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if (
         made_with["git_commit"]
         and made_with["git_commit"].endswith("+dirty")
-        and (result_path.resolve().parent == _CHECKOUT and not args.allow_dirty)
+        and (result_path.resolve().parent == CHECKOUT and not args.allow_dirty)
     ):
         parser.error(
             f"--result {result_path}: the checkout has uncommitted changes, and a reference run "
@@ -218,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     """One option per field of TrainConfig, its kind read from the field's type."""
     group = parser.add_argument_group("training (the fields of TrainConfig)")
-    hints, helps = typing.get_type_hints(TrainConfig), _field_help()
+    hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         if field.name in NOT_OPTIONS:
             continue
@@ -234,22 +231,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             options.update(type=float, nargs="+")
         else:
             options["type"] = kind  # int, float, str
-        flags = ["--" + field.name.replace("_", "-"), *ALIASES.get(field.name, [])]
-        group.add_argument(*flags, help=helps[field.name], **options)
-
-
-def _field_help() -> dict[str, str]:
-    """Each field's entry under "Args:" in TrainConfig's docstring, joined into one line."""
-    entries: dict[str, str] = {}
-    names: list[str] = []
-    for line in inspect.cleandoc(TrainConfig.__doc__).split("Args:\n", 1)[1].splitlines():
-        entry = re.fullmatch(r" {4}(\w[\w, ]*): (.*)", line)  # "    lr: base ..."
-        if entry:
-            names = [name.strip() for name in entry.group(1).split(",")]
-            entries.update(dict.fromkeys(names, entry.group(2)))
-        elif line.startswith(" " * 8):  # the entry goes on
-            entries.update({name: f"{entries[name]} {line.strip()}" for name in names})
-    return {name: text.replace("%", "%%") for name, text in entries.items()}  # argparse's %
+        help = field.metadata["help"].replace("%", "%%")  # argparse formats help with %
+        group.add_argument("--" + field.name.replace("_", "-"), help=help, **options)
 
 
 def _model_name(value: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from resnet_tutorial.checkpoint import atomic_save
+from resnet_tutorial._util import atomic_save
 
 # Under data's name: these are the messages of `rt.data.cifar10` and `rt.data.fashion_mnist`.
 log = logging.getLogger("resnet_tutorial.data")
@@ -215,7 +215,7 @@ def _load_cache(path: Path, key: list[object]) -> tuple[Tensor, Tensor] | None:
 
 
 def _save_cache(path: Path, key: list[object], images: Tensor, labels: Tensor) -> None:
-    """Write atomically (`checkpoint.atomic_save`): never a half-written cache file."""
+    """Write atomically (`_util.atomic_save`): never a half-written cache file."""
     try:
         atomic_save({"key": key, "images": images, "labels": labels}, path)
     except OSError as error:  # an unwritable cache costs speed, not correctness

@@ -1,6 +1,13 @@
-"""Two small helpers that several modules share (one definition each)."""
+"""Small helpers that several modules share, one definition each; this module imports no other of
+the package, so that every module can use it."""
 
 from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -21,3 +28,54 @@ def model_device(model: nn.Module) -> torch.device:
     if tensor is None:
         tensor = next(model.buffers(), None)
     return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def positive_env(name: str) -> int | None:
+    """`$name` as an int >= 1, or None where it is unset or empty; ValueError for anything else."""
+    value = os.environ.get(name, "")
+    if value == "":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"${name} must be unset or an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def atomic_save(obj: object, path: str | os.PathLike) -> None:
+    """`torch.save(obj)` to a temporary file beside `path`, then rename it over `path`.
+
+    A crash while writing leaves the previous file untouched (the rename is atomic).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save(obj, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a results file is for sharing
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def training_mode(model: nn.Module, mode: bool) -> Iterator[nn.Module]:
+    """`with training_mode(model, False):` runs the block with every submodule in eval mode
+    (True: train mode), then gives each submodule back its own mode, as it was before — a BN
+    frozen in eval mode inside a model in train mode stays so."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.train(mode)
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
+    """`with eval_mode(model):` — `training_mode(model, False)`: BN uses its running statistics
+    and updates none, dropout draws nothing; every submodule's mode comes back afterwards."""
+    return training_mode(model, False)

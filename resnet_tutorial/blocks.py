@@ -130,6 +130,14 @@ class BasicBlock(nn.Module):
         return self.relu(out)
 
 
+def _bottleneck_width(channels: int, groups: int, width_per_group: int, stride_on: str) -> int:
+    """Channels of a bottleneck's 3×3: `channels` scaled by width_per_group / 64, times the
+    groups (torchvision's rule; ResNeXt, wide ResNets), after checking `stride_on`."""
+    if stride_on not in STRIDE_ON:
+        raise ValueError(f"stride_on must be '3x3' or '1x1', got {stride_on!r}")
+    return int(channels * (width_per_group / 64.0)) * groups
+
+
 class Bottleneck(nn.Module):
     """Bottleneck block: 1×1 reduce, 3×3, 1×1 expand (He et al. 2016a, Sec. 4.1, Fig. 5).
 
@@ -154,9 +162,7 @@ class Bottleneck(nn.Module):
         stride_on: StrideOn = "3x3",
     ) -> None:
         super().__init__()
-        if stride_on not in STRIDE_ON:
-            raise ValueError(f"stride_on must be '3x3' or '1x1', got {stride_on!r}")
-        width = int(channels * (width_per_group / 64.0)) * groups
+        width = _bottleneck_width(channels, groups, width_per_group, stride_on)
         self.conv1 = conv1x1(in_channels, width, stride if stride_on == "1x1" else 1)
         self.bn1 = nn.BatchNorm2d(width)
         self.conv2 = conv3x3(width, width, stride if stride_on == "3x3" else 1, groups)
@@ -232,9 +238,7 @@ class PreActBottleneck(nn.Module):
         stride_on: StrideOn = "3x3",
     ) -> None:
         super().__init__()
-        if stride_on not in STRIDE_ON:
-            raise ValueError(f"stride_on must be '3x3' or '1x1', got {stride_on!r}")
-        width = int(channels * (width_per_group / 64.0)) * groups
+        width = _bottleneck_width(channels, groups, width_per_group, stride_on)
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = conv1x1(in_channels, width, stride if stride_on == "1x1" else 1)
         self.bn2 = nn.BatchNorm2d(width)

@@ -8,12 +8,9 @@ renamed over the old one, so that a crash while writing never leaves half a chec
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import tempfile
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,34 +20,12 @@ from torch import nn
 if TYPE_CHECKING:
     from resnet_tutorial.config import TrainConfig
 
-# 2: torch's own schedulers (MultiStepLR, CosineAnnealingLR, ...). 1: the package's earlier
-# hand-written schedule, saved as a LambdaLR; `restore` resumes such a run as the same run.
+# The layout of `run_state`'s dict (2: torch's own schedulers); `restore` reads only this one.
 CHECKPOINT_FORMAT = 2
 # Settings that do not change the numbers of a run, and may differ when resuming.
 RESUME_FREE = ("checkpoint", "progress", "device", "compile", "test_every")
 # What torch's schedulers keep in the optimizer's param_groups besides "lr".
 _SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr")
-
-
-def atomic_save(obj: object, path: str | os.PathLike) -> None:
-    """`torch.save(obj)` to a temporary file beside `path`, then rename it over `path`.
-
-    A crash while writing leaves the previous file untouched (the rename is atomic).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a results file is for sharing
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -126,10 +101,10 @@ def restore(
     schedule), from the lr the run had reached.
     """
     version = checkpoint.get("format")
-    if version not in (1, CHECKPOINT_FORMAT):
+    if version != CHECKPOINT_FORMAT:
         raise ValueError(
             f"the checkpoint {os.fspath(path)!r} has format {version!r}; this version of the "
-            f"package reads formats 1 and {CHECKPOINT_FORMAT}"
+            f"package reads format {CHECKPOINT_FORMAT}"
         )
     if checkpoint["train_size"] != train_size:
         raise ValueError(
@@ -137,7 +112,7 @@ def restore(
             f"images, got {train_size}: resume with the same training set"
         )
     model.load_state_dict(checkpoint["model"])
-    if version == CHECKPOINT_FORMAT and same_settings:
+    if same_settings:
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
     else:
@@ -151,9 +126,8 @@ def _step_scheduler_to(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> None:  # fmt: skip
     """Step the new scheduler to the saved iteration, then load the optimizer, whose groups hold
-    the lr the run had reached. Format 1 saved a LambdaLR of the hand-written factors, which
-    torch's schedulers cannot load: they continue from that lr (MultiStepLR, CosineAnnealingLR,
-    LinearLR) or from the iteration (OneCycleLR), so the run goes on with the same lr."""
+    the lr the run had reached: the new schedule continues from that lr (MultiStepLR,
+    CosineAnnealingLR, LinearLR) or from the iteration (OneCycleLR)."""
     made = [{key: group[key] for key in _SCHEDULER_KEYS if key in group}
             for group in optimizer.param_groups]  # fmt: skip
     with warnings.catch_warnings():

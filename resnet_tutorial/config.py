@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from resnet_tutorial._util import check_positive_int
-from resnet_tutorial.data import CIFAR10_MEAN, CIFAR10_STD, _positive_env
+from resnet_tutorial._util import check_positive_int, positive_env
+from resnet_tutorial.data import CIFAR10_MEAN, CIFAR10_STD
 
 Schedule = Literal["step", "cosine", "onecycle"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -54,10 +54,10 @@ def max_steps() -> int | None:
     of the notebooks run end to end on the CPU in minutes: a run of E epochs then trains
     min(E, cap) epochs of at most cap // min(E, cap) steps each.
     """
-    return _positive_env("RESNET_TUTORIAL_MAX_STEPS")
+    return positive_env("RESNET_TUTORIAL_MAX_STEPS")
 
 
-def _capped(config: TrainConfig, steps_per_epoch: int) -> tuple[TrainConfig, int]:
+def capped_to_max_steps(config: TrainConfig, steps_per_epoch: int) -> tuple[TrainConfig, int]:
     """The run's config and steps per epoch under `$RESNET_TUTORIAL_MAX_STEPS` (`max_steps`)."""
     cap = max_steps()
     if cap is None:
@@ -108,6 +108,11 @@ def pick_precision(
 # --- configuration ----------------------------------------------------------------------------
 
 
+def _setting(default: Any, help: str) -> Any:
+    """A field of TrainConfig with its help text in the field's metadata."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of one training run; the defaults are the paper's CIFAR-10 recipe (Sec. 4.2).
@@ -119,65 +124,83 @@ class TrainConfig:
     On all 50,000 training images at batch 128, S = 391: the default is 164 epochs = 64,124
     steps, divided at steps 32,062 and 48,093.
 
-    Args:
-        epochs: passes over the training set. Give `epochs` or `iterations`, not both.
-        iterations: optimizer steps, rounded up to whole epochs. With neither given,
-            `iterations` is the paper's 64,000. Under torchrun a step takes
-            `batch_size * world_size` images, so a larger global batch means more epochs.
-        batch_size: images per step *per process*; under torchrun the global batch is
-            `batch_size * world_size`.
-        lr: base (peak, for onecycle) learning rate.
-        momentum: SGD's momentum.
-        weight_decay: SGD's weight decay (an L2 penalty on the weights).
-        nesterov: Nesterov's momentum instead of the classical one.
-        schedule: "step" (÷10 at 50% and 75%), "cosine" (to 0) or "onecycle" (torch's
-            OneCycleLR: 30% rise from lr/25, cosine down to lr/25e4; momentum not cycled).
-            All are stepped once per iteration.
-        warmup_epochs: linear warm-up, per iteration, before "step" or "cosine" (Goyal et al.
-            2017); the lr of iteration i < W is lr * (i + 1) / W.
-        label_smoothing: of the cross-entropy loss (Szegedy et al. 2016).
-        decay_bn_and_bias: False exempts BatchNorm parameters and biases (every parameter with
-            fewer than 2 dimensions) from weight decay.
-        precision: "auto" picks per device (`pick_precision`: fp32 on every CPU); "fp32",
-            "bf16" or "fp16" autocast (fp16 uses a GradScaler). Test errors are always measured
-            in fp32, so that they compare across machines and precisions.
-        channels_last: memory format of model and inputs; None picks per device.
-        compile: wrap the model in `torch.compile`.
-        device: e.g. "cpu" or "cuda:0"; None is `default_device()` (under torchrun on CUDA,
-            the local rank's GPU).
-        seed: seeds the run (`seed_everything`) and the loader's shuffling and augmentation.
-        mean, std: per-channel normalisation of images scaled to [0, 1].
-        augment: pad-4 random crop and horizontal flip of training batches (Sec. 4.2).
-        test_every: test after every `test_every`-th epoch and after the last one; the other
-            epochs record NaN as their test loss and error (a full test pass of ResNet-20 in
-            fp32 costs about a sixth of a bf16 training epoch on a 2-core CPU).
-        checkpoint: file written (atomically) after every epoch; None writes none.
-        progress: show a progress bar; None shows one only when stderr is a terminal, so that
-            notebooks under nbval and CI logs stay quiet.
+    Each field's `help` (its metadata, also the help of its option on the command line) says
+    what it does.
     """
 
-    epochs: int | None = None
-    iterations: int | None = None
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    schedule: Schedule = "step"
-    warmup_epochs: float = 0
-    label_smoothing: float = 0.0
-    decay_bn_and_bias: bool = True
-    precision: Precision = "auto"
-    channels_last: bool | None = None
-    compile: bool = False
-    device: str | None = None
-    seed: int = 0
-    mean: tuple[float, ...] = CIFAR10_MEAN
-    std: tuple[float, ...] = CIFAR10_STD
-    augment: bool = True
-    test_every: int = 1
-    checkpoint: str | None = None
-    progress: bool | None = None
+    epochs: int | None = _setting(
+        None, "passes over the training set; give epochs or iterations, not both"
+    )
+    iterations: int | None = _setting(
+        None,
+        "optimizer steps, rounded up to whole epochs; with "
+        f"neither given, the paper's {PAPER_ITERATIONS:,}. Under torchrun a step takes "
+        "batch_size * world_size images, so a larger global batch means more epochs",
+    )
+    batch_size: int = _setting(
+        128,
+        "images per step per process (under torchrun the global batch is batch_size * world_size)",
+    )
+    lr: float = _setting(0.1, "base learning rate (the peak, for onecycle)")
+    momentum: float = _setting(0.9, "SGD's momentum")
+    weight_decay: float = _setting(1e-4, "SGD's weight decay (an L2 penalty on the weights)")
+    nesterov: bool = _setting(False, "Nesterov's momentum instead of the classical one")
+    schedule: Schedule = _setting(
+        "step",
+        "'step' (lr / 10 at 50% and 75% of the steps), "
+        "'cosine' (to 0) or 'onecycle' (torch's OneCycleLR: 30% rise from lr / 25, cosine down "
+        "to lr / 25e4, momentum not cycled); all are stepped once per iteration",
+    )
+    warmup_epochs: float = _setting(
+        0,
+        "linear warm-up, per iteration, before 'step' or "
+        "'cosine' (Goyal et al. 2017): the lr of iteration i < W is lr * (i + 1) / W",
+    )
+    label_smoothing: float = _setting(0.0, "of the cross-entropy loss (Szegedy et al. 2016)")
+    decay_bn_and_bias: bool = _setting(
+        True,
+        "weight decay on BatchNorm parameters and biases "
+        "too (every parameter with fewer than 2 dimensions); False exempts them",
+    )
+    precision: Precision = _setting(
+        "auto",
+        "'auto' picks per device (pick_precision: fp32 on "
+        "every CPU); 'fp32', or 'bf16' or 'fp16' autocast (fp16 with a GradScaler). Test errors "
+        "are always measured in fp32, so that they compare across machines and precisions",
+    )
+    channels_last: bool | None = _setting(
+        None, "memory format of model and inputs; None picks per device"
+    )
+    compile: bool = _setting(False, "wrap the model in torch.compile")
+    device: str | None = _setting(
+        None,
+        "e.g. 'cpu' or 'cuda:0'; None is default_device() "
+        "(under torchrun on CUDA, the local rank's GPU)",
+    )
+    seed: int = _setting(
+        0, "seeds the run (seed_everything) and the loader's shuffling and augmentation"
+    )
+    mean: tuple[float, ...] = _setting(
+        CIFAR10_MEAN, "per-channel mean of the normalisation of images scaled to [0, 1]"
+    )
+    std: tuple[float, ...] = _setting(CIFAR10_STD, "per-channel std of the normalisation")
+    augment: bool = _setting(
+        True, "pad-4 random crop and horizontal flip of training batches (Sec. 4.2)"
+    )
+    test_every: int = _setting(
+        1,
+        "test after every test_every-th epoch and after the last; "
+        "the other epochs record NaN as their test loss and error (a test pass of ResNet-20 in "
+        "fp32 costs about a sixth of a bf16 training epoch on a 2-core CPU)",
+    )
+    checkpoint: str | None = _setting(
+        None, "file written (atomically) after every epoch; None writes none"
+    )
+    progress: bool | None = _setting(
+        None,
+        "show a progress bar; None shows one only when "
+        "stderr is a terminal, so that notebooks under nbval and CI logs stay quiet",
+    )
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.iterations is not None:

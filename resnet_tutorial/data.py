@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from resnet_tutorial import _storage
-from resnet_tutorial._util import check_positive_int
+from resnet_tutorial._util import check_positive_int, positive_env
 
 Split = Literal["train", "test"]
 CifarSplit = Literal["train", "test", "train45k", "val5k"]
@@ -255,16 +255,7 @@ def max_per_class() -> int | None:
     Unset (None) for real work. `make test-full-path` sets it, with `$RESNET_TUTORIAL_MAX_STEPS`,
     to run the full-scale branches of the notebooks on a small slice of the data.
     """
-    return _positive_env("RESNET_TUTORIAL_MAX_PER_CLASS")
-
-
-def _positive_env(name: str) -> int | None:
-    value = os.environ.get(name, "")
-    if value == "":
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"${name} must be unset or an integer >= 1, got {value!r}")
-    return int(value)
+    return positive_env("RESNET_TUTORIAL_MAX_PER_CLASS")
 
 
 def per_class_indices(labels: Tensor | Sequence[int], per_class: int, num_classes: int) -> Tensor:

@@ -13,7 +13,32 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ._util import check_positive_int, model_device
+from ._util import check_positive_int, eval_mode, model_device
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every BatchNorm of `model` random γ, β, running mean and variance, in place.
+
+    A fresh BN (γ = 1, β = 0, mean 0, variance 1) is the identity, give or take ε, so a port or
+    a block that swaps or forgets its BN tensors would still pass a comparison; with these
+    values it cannot. Per BN, in this order: γ ~ U(0.5, 1.5), β ~ 0.1·N(0, 1), mean ~
+    0.1·N(0, 1), variance ~ U(0.5, 1.5), drawn from a generator seeded with `seed`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, BATCH_NORMS):
+                continue
+            n = module.num_features
+            if module.affine:
+                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
+            if module.running_mean is not None:
+                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
+                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+    return model
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
@@ -51,7 +76,6 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> str:
     from torchsummary import summary as torchsummary_summary
 
     device = model_device(model)
-    was_training = model.training
     identities = [
         (parent, name, child)
         for parent in model.modules()
@@ -62,14 +86,12 @@ def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> str:
     try:
         for parent, name, _ in identities:
             setattr(parent, name, nn.Sequential())
-        with contextlib.redirect_stdout(out), torch.no_grad():
-            # torchsummary feeds a batch of 2 in train mode: eval keeps the BN statistics intact.
-            model.eval()
+        # torchsummary feeds a batch of 2 in train mode: eval keeps the BN statistics intact.
+        with contextlib.redirect_stdout(out), torch.no_grad(), eval_mode(model):
             torchsummary_summary(model, tuple(input_size), device=device.type)
     finally:
         for parent, name, child in identities:
             setattr(parent, name, child)
-        model.train(was_training)
     return out.getvalue()
 
 
@@ -199,12 +221,10 @@ def response_stds(model: nn.Module, images: Tensor) -> list[tuple[str, float]]:
                     responses.append((name, float(per_channel.mean())))
 
                 hooks.append(module.register_forward_hook(record))
-    was_training = model.training
     try:
-        model.eval()
-        model(images)
+        with eval_mode(model):
+            model(images)
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return responses

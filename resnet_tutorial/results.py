@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_tutorial.resnet import cifar_plain, cifar_resnet
+from resnet_tutorial.models import cifar_plain, cifar_resnet
 from resnet_tutorial.train import History
 
 RESULTS_URL = (
@@ -28,7 +28,7 @@ RESULTS_URL = (
     "book/results/"
 )
 # book/results/ beside the package, in a checkout of the repository
-_CHECKOUT = Path(__file__).resolve().parent.parent / "book" / "results"
+CHECKOUT = Path(__file__).resolve().parent.parent / "book" / "results"
 MODEL_NAME = re.compile(r"cifar_(resnet|plain)(\d+)")  # the models a run can name
 
 
@@ -91,7 +91,7 @@ class Result:
 
 def names(folder: str | os.PathLike | None = None) -> list[str]:
     """The names of the reference runs in the checkout's `book/results/` (or `folder`)."""
-    return sorted(p.stem for p in Path(folder or _CHECKOUT).glob("*.json"))
+    return sorted(p.stem for p in Path(folder or CHECKOUT).glob("*.json"))
 
 
 def load(name: str, folder: str | os.PathLike | None = None) -> Result:
@@ -104,7 +104,7 @@ def load(name: str, folder: str | os.PathLike | None = None) -> Result:
 def _file(file_name: str, folder: str | os.PathLike | None = None) -> Path:
     if folder is not None:
         return Path(folder) / file_name
-    local = _CHECKOUT / file_name
+    local = CHECKOUT / file_name
     if local.exists():
         return local
     cached = Path.home() / ".cache" / "resnet_tutorial" / "results" / file_name
@@ -116,7 +116,7 @@ def _file(file_name: str, folder: str | os.PathLike | None = None) -> Path:
             os.replace(partial, cached)  # never a half-downloaded file under the final name
         except OSError as error:
             raise FileNotFoundError(
-                f"no reference run file {file_name!r}: not in {_CHECKOUT} and not downloadable "
+                f"no reference run file {file_name!r}: not in {CHECKOUT} and not downloadable "
                 f"from {RESULTS_URL} ({error}); `make results` makes the runs"
             ) from error
     return cached

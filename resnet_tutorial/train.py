@@ -29,9 +29,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from resnet_tutorial._util import model_device
+from resnet_tutorial._util import atomic_save, eval_mode, model_device
 from resnet_tutorial.checkpoint import (
-    atomic_save,
     load_checkpoint,
     restore,
     run_state,
@@ -40,13 +39,12 @@ from resnet_tutorial.checkpoint import (
 )
 from resnet_tutorial.config import (
     TrainConfig,
-    _capped,
+    capped_to_max_steps,
     default_device,
     make_optimizer,
     make_scheduler,
     pick_precision,
 )
-from resnet_tutorial.config import learning_rates as learning_rates  # ch05: rt.train.learning_rates
 from resnet_tutorial.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -204,9 +202,7 @@ def _evaluate_sums(
     loss_sum = torch.zeros((), device=device)
     wrong = torch.zeros((), dtype=torch.long, device=device)
     predictions = []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for x, y in loader:
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -221,8 +217,6 @@ def _evaluate_sums(
             wrong += (predicted != y).sum()
             if keep_predictions:
                 predictions.append(predicted.cpu())
-    finally:
-        model.train(was_training)
     predicted_all = torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
     return loss_sum, wrong, predicted_all
 
@@ -233,12 +227,8 @@ def count_outputs(
 ) -> int:
     """How many classes `model` scores: the width of its output for one of `images` (eval mode)."""
     device = torch.device(device) if device is not None else model_device(model)
-    was_training = model.training
-    model.eval()  # no BN statistics change, no dropout draws
-    try:
+    with eval_mode(model):  # no BN statistics change, no dropout draws
         logits = model(torch.zeros((1, *images.shape[1:]), device=device))
-    finally:
-        model.train(was_training)
     return logits.shape[-1]
 
 
@@ -370,7 +360,7 @@ def _fit(
     if checkpoint is not None:
         saved = TrainConfig.from_dict(checkpoint["config"])
         same_settings = not warn_if_changed(saved, config, len(loader))
-    config, steps_per_epoch = _capped(config, len(loader))
+    config, steps_per_epoch = capped_to_max_steps(config, len(loader))
     epochs = config.epochs_for(steps_per_epoch)
     optimizer = make_optimizer(model, config, param_groups)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch)
@@ -533,9 +523,3 @@ def _distributed(config: TrainConfig) -> Iterator[tuple[torch.device, int, int]]
 def _leave_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-if __name__ == "__main__":  # `python -m resnet_tutorial.train`, as before `__main__.py`
-    from resnet_tutorial.__main__ import main
-
-    main()

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._util import check_positive_int, model_device
+from ._util import check_positive_int, eval_mode, model_device, training_mode
 from .data import IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, as_tensors
-from .resnet import ResNet, cifar_resnet, resnet
+from .models import ResNet, cifar_resnet, resnet
 
 # Option-A CIFAR-10 ResNets of Idelbayev (2018), BSD-2-Clause. The hex in each file name is the
 # start of the file's SHA-256, which `load_pretrained_cifar` verifies on every load.
@@ -397,15 +397,13 @@ def reestimate_bn(
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over the batches
-    was_training = model.training
-    model.train()
     try:
-        for x, _ in loader:
-            model(x)
+        with training_mode(model, True):
+            for x, _ in loader:
+                model(x)
     finally:
         for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
-        model.train(was_training)
     return model
 
 
@@ -431,17 +429,8 @@ def extract_features(
     loader = DeviceLoader(
         (images, labels), batch_size, train=False, augment=False, mean=mean, std=std, device=device
     )
-    was_training = model.training
-    model.eval()
-    try:
-        chunks = []
-        for x, _ in loader:
-            x = model.body(model.stem(x))  # (N, C, h, w)
-            if model.post_norm is not None:  # pre-activation nets end with BN + ReLU
-                x = model.post_norm(x)
-            chunks.append(torch.flatten(model.avgpool(x), 1).float().cpu())  # (N, C)
-    finally:
-        model.train(was_training)
+    with eval_mode(model):
+        chunks = [model.features(x).float().cpu() for x, _ in loader]  # (N, C) each
     return torch.cat(chunks)
 
 

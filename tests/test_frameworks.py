@@ -63,7 +63,7 @@ def test_keras_resnet_has_torchvisions_parameter_count(depth, torchvision_model,
 
 
 def test_keras_resnet18_computes_torchvisions_outputs():
-    reference = frameworks.randomize_batchnorm(torchvision.models.resnet18(), seed=3).eval()
+    reference = rt.measure.randomize_batchnorm(torchvision.models.resnet18(), seed=3).eval()
     ours = rt.resnet18().eval()
     ours.load_state_dict(reference.state_dict())
     ported = frameworks.keras_resnet(18)
@@ -76,7 +76,7 @@ def test_keras_resnet18_computes_torchvisions_outputs():
 
 
 def test_keras_resnet50_computes_our_outputs():
-    ours = frameworks.randomize_batchnorm(rt.resnet50(), seed=5).eval()
+    ours = rt.measure.randomize_batchnorm(rt.resnet50(), seed=5).eval()
     ported = frameworks.keras_resnet(50)
     frameworks.port_weights(ours, ported)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -179,7 +179,7 @@ def test_a_2x2_stem_pool_keeps_the_shape_at_224_and_loses_a_column_at_226():
 
 
 def test_keras_batchnorm_epsilon_is_not_ported_and_changes_the_output():
-    ours = frameworks.randomize_batchnorm(rt.resnet18(), seed=1).eval()
+    ours = rt.measure.randomize_batchnorm(rt.resnet18(), seed=1).eval()
     with torch.no_grad():
         for module in ours.modules():  # small variances: where ε matters
             if isinstance(module, nn.BatchNorm2d):
@@ -259,7 +259,7 @@ def test_keras_applications_resnet50_is_ours_with_the_stride_on_the_1x1():
     assert frameworks.keras_parameters(theirs)[0] == rt.count_parameters(ours) + convs
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     for stride_on, same in (("1x1", True), ("3x3", False)):
-        model = frameworks.randomize_batchnorm(rt.resnet50(stride_on=stride_on), seed=2).eval()
+        model = rt.measure.randomize_batchnorm(rt.resnet50(stride_on=stride_on), seed=2).eval()
         frameworks.port_weights(model, theirs, name=frameworks.keras_applications_name)
         with torch.no_grad():
             expected = model(x)

@@ -49,17 +49,6 @@ def test_cifar_counts_match_published(depth):
     assert rt.count_parameters(rt.cifar_plain(depth)) == CIFAR_COUNTS[depth]
 
 
-def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
-    # Fresh BN statistics are 0/1 and would hide a misplaced BN: give them random values.
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-
-
 TORCHVISION = {
     "resnet18": rt.resnet18,
     "resnet34": rt.resnet34,
@@ -75,7 +64,7 @@ TORCHVISION = {
 def test_outputs_equal_torchvision(name):
     torch.manual_seed(0)
     reference = getattr(torchvision.models, name)(weights=None, num_classes=10).eval()
-    _randomise_bn(reference)
+    rt.measure.randomize_batchnorm(reference)  # fresh BN (0, 1) would hide a misplaced one
     ours = TORCHVISION[name](10).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(2, 3, 64, 64)
@@ -86,7 +75,7 @@ def test_outputs_equal_torchvision(name):
 def test_stride_on_1x1_loads_torchvision_weights_but_computes_something_else():
     torch.manual_seed(0)
     reference = torchvision.models.resnet50(weights=None).eval()
-    _randomise_bn(reference)
+    rt.measure.randomize_batchnorm(reference)  # fresh BN (0, 1) would hide a misplaced one
     ours = rt.resnet50(stride_on="1x1").eval()
     ours.load_state_dict(reference.state_dict(), strict=True)  # the keys alone prove nothing
     x = torch.randn(1, 3, 64, 64)

@@ -53,15 +53,7 @@ def bottleneck_unit(
 
 def randomize(model: torch.nn.Module) -> torch.nn.Module:
     """Non-trivial BN statistics and affine parameters, so that every BN matters."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
+    return rt.measure.randomize_batchnorm(model).eval()
 
 
 @pytest.mark.parametrize("depth", [8, 20])

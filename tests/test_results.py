@@ -104,7 +104,7 @@ def test_results_download_once_where_the_checkout_has_none(tmp_path, monkeypatch
         "epoch": [1], "train_loss": [1.0], "train_error": [0.5], "test_loss": [1.1],
         "test_error": [0.25], "lr": [0.1], "seconds": [2.0]}}  # fmt: skip
     (remote / "toy.json").write_text(json.dumps(fields))
-    monkeypatch.setattr(results, "_CHECKOUT", tmp_path / "no-checkout")
+    monkeypatch.setattr(results, "CHECKOUT", tmp_path / "no-checkout")
     monkeypatch.setattr(results, "RESULTS_URL", remote.as_uri() + "/")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     loaded = results.load("toy")

@@ -20,7 +20,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from torch import nn
 
 import resnet_tutorial.__main__ as cli
 from resnet_tutorial import checkpoint, data, results
+from resnet_tutorial._util import atomic_save
 from resnet_tutorial.checkpoint import load_checkpoint
 from resnet_tutorial.config import (
     TrainConfig,
@@ -459,100 +459,11 @@ def test_resume_continues_bit_for_bit(tmp_path, options):
     assert load_checkpoint(path)["format"] == checkpoint.CHECKPOINT_FORMAT
 
 
-# --- checkpoints of the previous format (1: the hand-written schedule, as a LambdaLR) -----------
-
-# The last commit whose train.py wrote format 1; runs/paper_resnet20 was started with it.
-FORMAT_1_COMMIT = "88d34dd4f018466783267129dcf711e090a5e103"
-
-
-def format_1_train_module(monkeypatch) -> types.ModuleType:
-    """train.py as it was at FORMAT_1_COMMIT (from git), loaded beside today's package."""
-    try:
-        source = subprocess.run(
-            ["git", "show", f"{FORMAT_1_COMMIT}:resnet_tutorial/train.py"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"needs git and the repository's history (commit {FORMAT_1_COMMIT[:7]})")
-    module = types.ModuleType("format_1_train")
-    monkeypatch.setitem(sys.modules, module.__name__, module)  # for its dataclasses
-    exec(compile(source, "format_1_train.py", "exec"), module.__dict__)
-    return module
-
-
-@pytest.mark.parametrize("options", RESUMED, ids=["step", "cosine-warmup", "onecycle"])
-def test_a_checkpoint_written_by_the_previous_code_resumes_as_the_same_run(
-    tmp_path, monkeypatch, options
-):
-    old = format_1_train_module(monkeypatch)
-    config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "run.pt"), **options)
-    fields = {f.name for f in dataclasses.fields(old.TrainConfig)}  # test_every came later
-    old_config = old.TrainConfig(**{k: v for k, v in config.to_dict().items() if k in fields})
-    old_history = old.fit(TinyNet(), TRAIN, TEST, dataclasses.replace(old_config, checkpoint=None))
-    path = interrupted_at_epoch_2(old_config, run=old.fit)
-    saved = load_checkpoint(path)
-    assert saved["format"] == 1 and "lr_lambdas" in saved["scheduler"]
-
-    straight = TinyNet()
-    history = fit(straight, TRAIN, TEST, dataclasses.replace(config, checkpoint=None))
-    resumed = TinyNet(seed=123)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the same run: no warning
-        resumed_history = fit(resumed, TRAIN, TEST, config, resume=path)
-    if not options:  # the step schedule: today's code gives the old run's numbers to the bit
-        assert without_seconds(history) == without_seconds(old_history)
-    for got in (resumed_history, history):
-        for key, value in without_seconds(got).items():
-            assert value == pytest.approx(without_seconds(old_history)[key], rel=1e-6), key
-    # The lr of the old epochs may differ in the last bit (torch's schedulers round otherwise
-    # than the hand-written factors did, except the step schedule's); the training does not.
-    assert resumed_history.lr == pytest.approx(history.lr, rel=1e-13)
-    resumed_history.lr = history.lr
-    assert without_seconds(resumed_history) == without_seconds(history)
-    expected = straight.state_dict()
-    assert all(torch.equal(tensor, expected[k]) for k, tensor in resumed.state_dict().items())
-    assert load_checkpoint(path)["format"] == checkpoint.CHECKPOINT_FORMAT  # written anew
-
-
-def in_format_1(state: dict, config: TrainConfig, steps_per_epoch: int) -> dict:
-    """`state` as the code before torch's schedulers wrote it: format 1, the schedule a LambdaLR
-    of the hand-computed factors, the optimizer's groups with the lr it set and without the
-    keys of OneCycleLR."""
-    total = config.epochs_for(steps_per_epoch) * steps_per_epoch
-    warmup = round(config.warmup_epochs * steps_per_epoch)
-    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=config.lr)
-    factors = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: paper_factor(s, total, config.schedule, warmup)
-    )
-    scheduler_lrs(factors, state["scheduler"]["last_epoch"])
-    old = copy.deepcopy(state)
-    old["format"], old["scheduler"] = 1, factors.state_dict()
-    for group in old["optimizer"]["param_groups"]:
-        group.pop("max_lr", None), group.pop("min_lr", None)
-        group.update(lr=optimizer.param_groups[0]["lr"], initial_lr=config.lr)
-    return old
-
-
-@pytest.mark.parametrize("options", RESUMED, ids=["step", "cosine-warmup", "onecycle"])
-def test_a_checkpoint_of_format_1_built_by_hand_resumes_as_the_same_run(tmp_path, options):
-    # The same check as above without git: the format-1 checkpoint is built by hand.
-    config = dataclasses.replace(QUICK, checkpoint=str(tmp_path / "run.pt"), **options)
-    straight = TinyNet()
-    history = fit(straight, TRAIN, TEST, dataclasses.replace(config, checkpoint=None))
-    path = interrupted_at_epoch_2(config)
-    checkpoint.atomic_save(in_format_1(load_checkpoint(path), config, 5), path)
-    resumed = TinyNet(seed=123)
-    resumed_history = fit(resumed, TRAIN, TEST, config, resume=path)
-    assert without_seconds(resumed_history) == without_seconds(history)
-    expected = straight.state_dict()
-    assert all(torch.equal(tensor, expected[k]) for k, tensor in resumed.state_dict().items())
-
-
 def test_a_checkpoint_of_an_unknown_format_is_refused(tmp_path):
     config = dataclasses.replace(QUICK, epochs=1, checkpoint=str(tmp_path / "c.pt"))
     fit(TinyNet(), TRAIN, TEST, config)
     state = load_checkpoint(tmp_path / "c.pt")
-    checkpoint.atomic_save({**state, "format": 99}, tmp_path / "c.pt")
+    atomic_save({**state, "format": 99}, tmp_path / "c.pt")
     with pytest.raises(ValueError, match="has format 99; this version of the package reads"):
         fit(TinyNet(), TRAIN, TEST, config, resume=tmp_path / "c.pt")
 
@@ -753,7 +664,7 @@ def test_a_resumed_run_records_every_commit_and_val5k_trains_on_45k(tmp_path, mo
 def test_a_reference_run_from_uncommitted_code_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(data, "cifar10", tiny_cifar10)
     monkeypatch.setattr(cli, "_git_commit", lambda: "c" * 40 + "+dirty")
-    monkeypatch.setattr(cli, "_CHECKOUT", tmp_path / "results")
+    monkeypatch.setattr(cli, "CHECKOUT", tmp_path / "results")
     argv = ["--model", "cifar_resnet8", "--per-class", "3", "--epochs", "1", "--out",
             str(tmp_path / "run"), "--result", str(tmp_path / "results" / "r.json")]  # fmt: skip
     with pytest.raises(SystemExit):
@@ -781,8 +692,8 @@ def test_every_setting_is_an_option_with_help_and_the_same_default(tmp_path):
     assert config == TrainConfig(checkpoint=str(tmp_path / "checkpoint.pt"))
 
 
-def test_options_of_every_kind_and_the_earlier_names(tmp_path):
-    argv = ["--out", str(tmp_path), "--no-decay-bn-bias", "--compile", "--progress",
+def test_options_of_every_kind(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--no-decay-bn-and-bias", "--compile", "--progress",
             "--no-augment", "--nesterov", "--momentum", "0.8", "--weight-decay", "5e-4",
             "--schedule", "cosine", "--warmup-epochs", "1.5", "--mean", "0.5", "--std", "0.25",
             "--device", "cpu", "--iterations", "100", "--no-channels-last"]  # fmt: skip
@@ -796,6 +707,9 @@ def test_options_of_every_kind_and_the_earlier_names(tmp_path):
     args = cli._parser().parse_args(["--out", str(tmp_path), "--decay-bn-and-bias"])
     config = cli.config_from_args(args)
     assert config.decay_bn_and_bias and config.progress is None and "progress" not in vars(args)
+    with pytest.raises(SystemExit):  # the option's name before it was made from the field
+        cli._parser().parse_args(["--out", str(tmp_path), "--no-decay-bn-bias"])
+    assert "unrecognized arguments: --no-decay-bn-bias" in capsys.readouterr().err
 
 
 def test_the_fast_recipe_is_chapter_5s_and_options_override_it(tmp_path):
@@ -840,8 +754,8 @@ def test_training_throughput_measures_a_copy_and_leaves_the_model_alone():
 
 
 def test_help_prints_no_runpy_warning():
-    # `python -m resnet_tutorial.train` printed runpy's RuntimeWarning ('found in sys.modules
-    # after import of package'); the package's __main__.py must not.
+    # A module run with -m that the package imports itself prints runpy's RuntimeWarning
+    # ('found in sys.modules after import of package'); __main__.py is imported by nothing.
     env = {**os.environ, "PYTHONWARNINGS": "default"}
     done = subprocess.run([sys.executable, "-m", "resnet_tutorial", "--help"], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=True)  # fmt: skip

@@ -17,19 +17,20 @@ from typing import Any, NoReturn
 import torch
 from torch import Tensor, nn
 
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
-_TOLERANCE = 1e-4  # largest output difference allowed, relative to the largest output
+from ..measure import BATCH_NORMS
+
+TOLERANCE = 1e-4  # largest output difference allowed, relative to the largest output
 
 
-def _fail(problem: str, hint: str) -> NoReturn:
+def fail(problem: str, hint: str) -> NoReturn:
     raise AssertionError(f"{problem}\nHint: {hint}")
 
 
-def _passed(what: str) -> None:
+def say_passed(what: str) -> None:
     print(f"✓ {what}")
 
 
-def _keeps_random_state(check: Callable[..., None]) -> Callable[..., None]:
+def keeps_random_state(check: Callable[..., None]) -> Callable[..., None]:
     """Run `check` with seed 0 and restore the caller's random state afterwards."""
 
     @functools.wraps(check)
@@ -41,31 +42,15 @@ def _keeps_random_state(check: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def _randn(*shape: int, seed: int = 0) -> Tensor:
+def randn(*shape: int, seed: int = 0) -> Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _randomize_batchnorm(model: nn.Module, seed: int = 1) -> None:
-    """Give each BN layer non-trivial statistics and γ, β: a fresh BN (0, 1, 1, 0) hides bugs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if not isinstance(module, _BATCH_NORMS):
-                continue
-            n = module.num_features
-            if module.affine:
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-            if module.running_mean is not None:
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-
-
 def _weighted_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, *_BATCH_NORMS))]
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, *BATCH_NORMS))]
 
 
-def _copy_weights(source: nn.Module, target: nn.Module) -> bool:
+def copy_weights(source: nn.Module, target: nn.Module) -> bool:
     """Load `source`'s weights into `target`: by name where the keys match torchvision's, else
     layer by layer in the order they were created. False where neither fits."""
     src, dst = source.state_dict(), target.state_dict()
@@ -86,25 +71,25 @@ def _copy_weights(source: nn.Module, target: nn.Module) -> bool:
     return True
 
 
-def _relative_difference(output: Tensor, expected: Tensor) -> float:
+def relative_difference(output: Tensor, expected: Tensor) -> float:
     return float((output - expected).abs().max() / expected.abs().max().clamp_min(1e-6))
 
 
-def _close(a: Tensor, b: Tensor) -> bool:
-    return a.shape == b.shape and _relative_difference(a, b) < _TOLERANCE
+def close(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and relative_difference(a, b) < TOLERANCE
 
 
-def _call(function: Callable[..., Any], args: tuple, what: str, hint: str) -> Any:
+def call_learner(function: Callable[..., Any], args: tuple, what: str, hint: str) -> Any:
     """Run learner code; turn any exception into a failure that names the call."""
     try:
         return function(*args)
     except Exception as error:
-        _fail(f"{what} raised {type(error).__name__}: {error}", hint)
+        fail(f"{what} raised {type(error).__name__}: {error}", hint)
 
 
-def _forward(model: nn.Module, x: Tensor, where: str) -> Tensor:
+def learner_forward(model: nn.Module, x: Tensor, where: str) -> Tensor:
     with torch.no_grad():
-        return _call(
+        return call_learner(
             model,
             (x,),
             f"{where} on an input of shape {tuple(x.shape)}",
@@ -112,7 +97,7 @@ def _forward(model: nn.Module, x: Tensor, where: str) -> Tensor:
         )
 
 
-def _whole_number(value: Any, call: str, hint: str) -> int:
+def whole_number(value: Any, call: str, hint: str) -> int:
     """The learner's count as an int: a one-element tensor or a float such as 576.0 is fine."""
     if isinstance(value, Tensor) and value.numel() == 1:
         value = value.item()
@@ -122,32 +107,23 @@ def _whole_number(value: Any, call: str, hint: str) -> int:
         or not math.isfinite(value)
         or value != int(value)
     ):
-        _fail(f"{call} returned {value!r}, not a whole number.", hint)
+        fail(f"{call} returned {value!r}, not a whole number.", hint)
     return int(value)
 
 
-def _is_meta(model: nn.Module) -> bool:
+def is_meta(model: nn.Module) -> bool:
     return any(p.is_meta for p in model.parameters())
 
 
-def _count(model: nn.Module) -> int:
+def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
-    return [(m, m.training) for m in model.modules()]
-
-
-def _restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
-    for module, training in modes:
-        module.training = training
-
-
-def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+def as_pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)
 
 
-def _positional_count(cls: Callable[..., Any]) -> int:
+def positional_count(cls: Callable[..., Any]) -> int:
     try:
         parameters = inspect.signature(cls).parameters.values()
     except (TypeError, ValueError):

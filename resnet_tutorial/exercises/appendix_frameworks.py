@@ -19,17 +19,17 @@ from torch import Tensor, nn
 from ..blocks import BasicBlock, make_shortcut
 from ..frameworks.keras_models import TORCH_EPSILON, TORCH_MOMENTUM, import_keras, keras_name
 from ..frameworks.keras_porting import keras_logits, port_weights
+from ..measure import randomize_batchnorm
 from ._common import (
-    _TOLERANCE,
-    _fail,
-    _keeps_random_state,
-    _passed,
-    _randomize_batchnorm,
-    _relative_difference,
+    TOLERANCE,
+    fail,
+    keeps_random_state,
+    relative_difference,
+    say_passed,
 )
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_keras_basic_block(block_fn: Callable[..., Any]) -> None:
     """Exercise: `block_fn(x, in_channels, channels, stride)` applies a basic block to the Keras
     tensor `x` (N, C, H, W) and returns its output, with its layers named as rt.BasicBlock's
@@ -42,7 +42,7 @@ def check_keras_basic_block(block_fn: Callable[..., Any]) -> None:
     keras = import_keras()
     for in_channels, channels, stride in ((16, 16, 1), (16, 32, 2)):
         _check_keras_block_case(keras, block_fn, in_channels, channels, stride)
-    _passed(
+    say_passed(
         "Keras basic block: at stride 1 (16 → 16 channels, identity shortcut) and at stride 2 "
         "(16 → 32, projection), its layers, settings and weight shapes are rt.BasicBlock's, and "
         "with the same weights it computes the same outputs"
@@ -55,7 +55,7 @@ def _check_keras_block_case(keras, block_fn, in_channels: int, channels: int, st
     try:
         model = keras.Model(inputs, block_fn(inputs, in_channels, channels, stride))
     except Exception as error:  # the learner's code: any error is reported with its call
-        _fail(
+        fail(
             f"{where} raised {type(error).__name__}: {error}",
             "apply keras.layers to x one after the other (the functional API) and return the "
             "block's output tensor",
@@ -64,7 +64,7 @@ def _check_keras_block_case(keras, block_fn, in_channels: int, channels: int, st
         torch.manual_seed(0)
         shortcut = make_shortcut("B", in_channels, channels, stride)
         reference = BasicBlock(in_channels, channels, stride, shortcut).eval()
-    _randomize_batchnorm(reference, seed=0)
+    randomize_batchnorm(reference, seed=0)
     _check_keras_layers(where, model, reference, keras)
     port_weights(reference, model)
     x = torch.randn(2, in_channels, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -72,14 +72,14 @@ def _check_keras_block_case(keras, block_fn, in_channels: int, channels: int, st
         expected = reference(x)
     output = keras_logits(model, x)
     if tuple(output.shape) != tuple(expected.shape):
-        _fail(
+        fail(
             f"{where} outputs shape {tuple(output.shape)} for an input {tuple(x.shape)}; "
             f"rt.BasicBlock outputs {tuple(expected.shape)}",
             "only conv1 and the projection have the stride; every layer keeps the channels on "
             "axis 1 (data_format='channels_first')",
         )
-    difference = _relative_difference(output, expected)
-    if difference > _TOLERANCE:
+    difference = relative_difference(output, expected)
+    if difference > TOLERANCE:
         _diagnose_keras_block(where, model, output, difference, keras)
 
 
@@ -98,7 +98,7 @@ def _check_keras_layers(where: str, model, reference: nn.Module, keras) -> None:
             if "downsample_0" in expected
             else "the shape does not change here, so the shortcut has no layers"
         )
-        _fail(
+        fail(
             f"{where}: the layers with weights are {sorted(layers)}, expected {sorted(expected)}",
             f"name each layer after rt.BasicBlock's module (name='conv1', …); {shortcut}",
         )
@@ -112,16 +112,16 @@ def _check_keras_layers(where: str, model, reference: nn.Module, keras) -> None:
 
 def _check_keras_conv(where: str, name: str, layer, module: nn.Conv2d, keras) -> None:
     if not isinstance(layer, keras.layers.Conv2D):
-        _fail(f"{where}: {name} is a {type(layer).__name__}", f"{name} is a keras.layers.Conv2D")
+        fail(f"{where}: {name} is a {type(layer).__name__}", f"{name} is a keras.layers.Conv2D")
     if layer.data_format != "channels_first":
-        _fail(
+        fail(
             f"{where}: {name} has data_format={layer.data_format!r}",
             "the tensors are (N, C, H, W), as in PyTorch, and Keras puts the channels last by "
             "default: see the four choices under 'ResNet-34 and ResNet-50 in Keras, from the same "
             "table'",
         )
     if layer.use_bias:
-        _fail(
+        fail(
             f"{where}: {name} has a bias ({module.out_channels} parameters that rt.BasicBlock "
             "does not have)",
             "Keras' Conv2D has a bias by default, and the BatchNorm after it cancels it: see "
@@ -129,7 +129,7 @@ def _check_keras_conv(where: str, name: str, layer, module: nn.Conv2d, keras) ->
         )
     expected = tuple(module.weight.permute(2, 3, 1, 0).shape)
     if tuple(layer.kernel.shape) != expected:
-        _fail(
+        fail(
             f"{where}: {name}'s kernel has shape {tuple(layer.kernel.shape)}, expected {expected} "
             "(height, width, in, out)",
             f"{name} maps {module.in_channels} to {module.out_channels} channels with a "
@@ -139,20 +139,20 @@ def _check_keras_conv(where: str, name: str, layer, module: nn.Conv2d, keras) ->
 
 def _check_keras_bn(where: str, name: str, layer, module: nn.BatchNorm2d, keras) -> None:
     if not isinstance(layer, keras.layers.BatchNormalization):
-        _fail(f"{where}: {name} is a {type(layer).__name__}", f"{name} is a BatchNormalization")
+        fail(f"{where}: {name} is a {type(layer).__name__}", f"{name} is a BatchNormalization")
     if tuple(layer.gamma.shape) != (module.num_features,):
-        _fail(
+        fail(
             f"{where}: {name} normalises axis {layer.axis}, of size {layer.gamma.shape[0]}",
             "Keras' BatchNormalization normalises the last axis by default; here the channels "
             "are the second axis of (N, C, H, W)",
         )
     if abs(layer.epsilon - TORCH_EPSILON) > 1e-12:
-        _fail(
+        fail(
             f"{where}: {name} has epsilon={layer.epsilon:g}, torch's BatchNorm2d {TORCH_EPSILON:g}",
             "Keras' default ε is 1e-3, PyTorch's 1e-5: see 'BatchNorm's ε and momentum'",
         )
     if abs(layer.momentum - (1 - TORCH_MOMENTUM)) > 1e-12:
-        _fail(
+        fail(
             f"{where}: {name} has momentum={layer.momentum:g}: its moving statistics do not "
             "follow the batches as torch's momentum=0.1 does",
             "Keras' momentum weighs the old average, PyTorch's the new batch: see 'BatchNorm's ε "
@@ -171,18 +171,18 @@ def _diagnose_keras_block(where: str, model, output: Tensor, difference: float, 
         and max(layer.kernel_size) > 1  # a 1×1 kernel needs no padding at any stride
     ]
     if same_at_stride_two:
-        _fail(
+        fail(
             f"{differ}; {same_at_stride_two} use padding='same' at stride 2",
             "at stride 2, Keras' 'same' pads an even input only at the bottom and right, "
             "PyTorch's padding=1 on every side: see 'padding=\"same\" at stride 2', and how "
             "frameworks.keras_conv pads",
         )
     if float(output.min()) < 0:
-        _fail(
+        fail(
             f"{differ}, and some are negative",
             "rt.BasicBlock's outputs are never negative: what does it apply after the addition?",
         )
-    _fail(
+    fail(
         differ,
         "the order is conv1, bn1, ReLU, conv2, bn2, add the shortcut, ReLU; only conv1 and the "
         "projection have the stride",

@@ -15,20 +15,18 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from .._util import model_device
+from .._util import eval_mode, model_device
 from ..blocks import BasicBlock
-from ._blocks import _check_block, _outputs_note
+from ._blocks import check_block, outputs_note
 from ._common import (
-    _call,
-    _close,
-    _count,
-    _fail,
-    _keeps_random_state,
-    _modes,
-    _pair,
-    _passed,
-    _randn,
-    _restore_modes,
+    as_pair,
+    call_learner,
+    close,
+    count_params,
+    fail,
+    keeps_random_state,
+    randn,
+    say_passed,
 )
 
 
@@ -54,7 +52,7 @@ class _Scale(nn.Module):
         return x * self.factor
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_residual(residual: Callable[..., Any]) -> None:
     """Check a residual wrapper y = f(x) + x (He et al. 2016a, Eq. 1 and Fig. 2).
 
@@ -77,29 +75,29 @@ def check_residual(residual: Callable[..., Any]) -> None:
     for f in (nn.Linear(6, 6), _Scale(-2.0), _Scale(0.0)):
         counted = _Counted(f)
         run = _residual_runner(residual, is_class, counted, name)
-        x = _randn(4, 6, seed=7)
+        x = randn(4, 6, seed=7)
         x_before = x.clone()
         with torch.no_grad():
-            output = _call(run, (x,), f"{name} on a (4, 6) input", "see the error.")
+            output = call_learner(run, (x,), f"{name} on a (4, 6) input", "see the error.")
             expected = f(x_before) + x_before
             _diagnose_residual(name, counted.calls, x, x_before, output, expected, f)
-    x = _randn(4, 6, seed=8).requires_grad_()
+    x = randn(4, 6, seed=8).requires_grad_()
     output = run(x)
     if not output.requires_grad:
-        _fail(
+        fail(
             f"{name}: the output carries no gradient.",
             "don't compute under torch.no_grad() or detach: the gradient reaches x through the "
             "shortcut (Sec. 3.1).",
         )
     output.sum().backward()
     if x.grad is None or not torch.allclose(x.grad, torch.ones_like(x)):
-        _fail(
+        fail(
             f"{name}: with f(x) = 0·x the gradient of sum(y) with respect to x should be 1 "
             "everywhere (the shortcut's), but it is not.",
             "add x itself, not x.detach() or x.data: the identity path carries the gradient "
             "straight through, which is what lets deep residual nets train (Sec. 3.1).",
         )
-    _passed(
+    say_passed(
         f"{name}: returns f(x) + x for three f's, calls f once, leaves x unchanged, and passes "
         "the gradient through the shortcut (∂y/∂x = 1 where f is 0)"
     )
@@ -108,7 +106,7 @@ def check_residual(residual: Callable[..., Any]) -> None:
 def _residual_runner(residual, is_class, counted, name):
     if not is_class:
         return lambda x: residual(x, counted)
-    return _call(
+    return call_learner(
         residual,
         (counted,),
         f"{name}(f)",
@@ -118,24 +116,24 @@ def _residual_runner(residual, is_class, counted, name):
 
 def _diagnose_residual(name, calls, x, x_before, output, expected, f) -> None:
     if calls != 1:
-        _fail(
+        fail(
             f"{name} calls f {calls} times per forward pass"
             + (": f is applied twice." if calls == 2 else "."),
             "f computes the residual F(x) once per forward pass; the block adds the input to it: "
             "H(x) = F(x) + x (Eq. 1).",
         )
     if not torch.equal(x, x_before):
-        _fail(
+        fail(
             f"{name} changed its input x in place (an in-place add such as x += f(x)).",
             "build F(x) + x as a new tensor: the caller's x (and autograd, which needs it for "
             "the backward pass) must keep its value.",
         )
     if not isinstance(output, Tensor) or output.shape != expected.shape:
-        _fail(
+        fail(
             f"{name} returned {output!r:.60}, expected a tensor like x.",
             "the output has x's shape: the residual F(x) plus the input (Eq. 1).",
         )
-    if _close(output, expected):
+    if close(output, expected):
         return
     diagnoses = {
         "returned f(x) only": f(x_before),
@@ -144,16 +142,16 @@ def _diagnose_residual(name, calls, x, x_before, output, expected, f) -> None:
         "subtracted x": f(x_before) - x_before,
     }
     for problem, candidate in diagnoses.items():
-        if _close(output, candidate):
-            _fail(
+        if close(output, candidate):
+            fail(
                 f"{name} {problem}.",
                 "the block learns the residual F(x) = H(x) - x, so it must output H(x) = "
                 "F(x) + x (Eq. 1): what does that ask forward to do with x?",
             )
-    _fail(f"{name} does not return f(x) + x.", "H(x) = F(x) + x (Eq. 1), with f as F.")
+    fail(f"{name} does not return f(x) + x.", "H(x) = F(x) + x (Eq. 1), with f as F.")
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_basic_block(block_cls: type[nn.Module]) -> None:
     """Check a basic block against `rt.BasicBlock` (He et al. 2016a, Fig. 2 left).
 
@@ -165,10 +163,10 @@ def check_basic_block(block_cls: type[nn.Module]) -> None:
         >>> rt.exercises.check_basic_block(MyBasicBlock)
         ✓ BasicBlock: parameters (73,984 and 230,144), no conv bias, stride on the first 3×3, …
     """
-    counts, compared = _check_block(block_cls, BasicBlock, [(64, 64, 1), (64, 128, 2)])
-    _passed(
+    counts, compared = check_block(block_cls, BasicBlock, [(64, 64, 1), (64, 128, 2)])
+    say_passed(
         f"BasicBlock: parameters ({counts}), no conv bias, stride on the first 3×3, shortcut "
-        f"added, ReLU after the addition, {_outputs_note(compared, 'BasicBlock')}"
+        f"added, ReLU after the addition, {outputs_note(compared, 'BasicBlock')}"
     )
 
 
@@ -193,27 +191,22 @@ class _AdditionCounter(TorchFunctionMode):
 
 
 def _additions(model: nn.Module, input_size: Sequence[int]) -> tuple[int, tuple[int, ...]]:
-    modes = _modes(model)
-    x = _randn(2, *input_size, seed=9).to(model_device(model))
+    x = randn(2, *input_size, seed=9).to(model_device(model))
     counter = _AdditionCounter()
-    try:
-        model.eval()
-        with counter, torch.no_grad():
-            output = _call(model, (x,), "the model", "see the error.")
-    finally:
-        _restore_modes(modes)
+    with eval_mode(model), counter, torch.no_grad():
+        output = call_learner(model, (x,), "the model", "see the error.")
     return counter.count, tuple(output.shape)
 
 
 def _conv_specs(model: nn.Module) -> list[tuple]:
     return [
-        (m.kernel_size, m.in_channels, m.out_channels, _pair(m.stride))
+        (m.kernel_size, m.in_channels, m.out_channels, as_pair(m.stride))
         for m in model.modules()
         if isinstance(m, nn.Conv2d)
     ]
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_plain_vs_residual(
     plain_model: nn.Module,
     residual_model: nn.Module,
@@ -230,9 +223,9 @@ def check_plain_vs_residual(
         >>> rt.exercises.check_plain_vs_residual(rt.cifar_plain(20), rt.cifar_resnet(20))
         ✓ plain vs residual: the same 269,722 parameters in the same 19 convolutions; …
     """
-    plain_count, residual_count = _count(plain_model), _count(residual_model)
+    plain_count, residual_count = count_params(plain_model), count_params(residual_model)
     if plain_count != residual_count:
-        _fail(
+        fail(
             f"The plain net has {plain_count:,} parameters, the residual net {residual_count:,}.",
             "the comparison is fair only if the two nets have the same layers and parameters: "
             "the shortcuts must be parameter-free, as in the paper's Fig. 6 (Sec. 4.2). Which "
@@ -244,7 +237,7 @@ def check_plain_vs_residual(
             (i for i, (a, b) in enumerate(zip(plain_convs, residual_convs)) if a != b),
             min(len(plain_convs), len(residual_convs)),
         )
-        _fail(
+        fail(
             f"The two nets differ at convolution {i}: {len(plain_convs)} convolutions in the "
             f"plain net, {len(residual_convs)} in the residual net.",
             "build both from the same table; the only difference is the shortcut "
@@ -253,19 +246,19 @@ def check_plain_vs_residual(
     plain_adds, plain_shape = _additions(plain_model, input_size)
     residual_adds, residual_shape = _additions(residual_model, input_size)
     if plain_adds:
-        _fail(
+        fail(
             f"The plain net adds feature maps together {plain_adds} times: it has shortcuts.",
             "the plain net is the same stack without shortcuts: each block returns "
             "relu(F(x)) (rt.cifar_plain, or shortcut=None).",
         )
     if not residual_adds:
-        _fail(
+        fail(
             "The residual net adds no feature maps together: it has no shortcuts.",
             "each residual block returns relu(F(x) + shortcut(x)).",
         )
     if plain_shape != residual_shape:
-        _fail(f"The outputs' shapes differ: {plain_shape} and {residual_shape}.", "see above.")
-    _passed(
+        fail(f"The outputs' shapes differ: {plain_shape} and {residual_shape}.", "see above.")
+    say_passed(
         f"plain vs residual: the same {plain_count:,} parameters in the same "
         f"{len(plain_convs)} convolutions; the plain net adds no shortcuts, the residual net "
         f"adds {residual_adds}"

@@ -15,21 +15,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks import BasicBlock
-from ..resnet import make_stage
+from ..models import make_stage
 from ._common import (
-    _call,
-    _close,
-    _count,
-    _fail,
-    _keeps_random_state,
-    _passed,
-    _randn,
-    _relative_difference,
-    _whole_number,
+    call_learner,
+    close,
+    count_params,
+    fail,
+    keeps_random_state,
+    randn,
+    relative_difference,
+    say_passed,
+    whole_number,
 )
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_shortcut(shortcut: Callable[..., Tensor] | type[nn.Module]) -> None:
     """Check an option-A shortcut against `rt.ZeroPadShortcut` (He et al. 2016a, Sec. 3.3).
 
@@ -51,16 +51,18 @@ def check_shortcut(shortcut: Callable[..., Tensor] | type[nn.Module]) -> None:
         name = getattr(shortcut, "__name__", "shortcut")
         where = f"{name}(in_channels={in_channels}, out_channels={out_channels}, stride={stride})"
         run = _build_shortcut(shortcut, is_module, in_channels, out_channels, stride, where)
-        x = _randn(2, in_channels, 8, 8, seed=5)
+        x = randn(2, in_channels, 8, 8, seed=5)
         x_before = x.clone()
         with torch.no_grad():
-            output = _call(run, (x,), f"{where} on (2, {in_channels}, 8, 8)", "see the error.")
+            output = call_learner(
+                run, (x,), f"{where} on (2, {in_channels}, 8, 8)", "see the error."
+            )
         if not isinstance(output, Tensor):
-            _fail(f"{where} returned {type(output).__name__}.", "return the padded tensor.")
+            fail(f"{where} returned {type(output).__name__}.", "return the padded tensor.")
         if not torch.equal(x, x_before):
-            _fail(f"{where} changed its input in place.", "build a new tensor (slicing, F.pad).")
+            fail(f"{where} changed its input in place.", "build a new tensor (slicing, F.pad).")
         _diagnose_zero_pad(where, x, output, in_channels, out_channels, stride)
-    _passed(
+    say_passed(
         "option-A shortcut: parameter-free, subsamples with x[:, :, ::2, ::2], zeros split "
         "evenly before and after the channels, outputs equal rt.ZeroPadShortcut's (16 → 32 and "
         "32 → 64 at stride 2, the identity at 16 → 16)"
@@ -70,15 +72,15 @@ def check_shortcut(shortcut: Callable[..., Tensor] | type[nn.Module]) -> None:
 def _build_shortcut(shortcut, is_module, in_channels, out_channels, stride, where):
     if not is_module:
         return lambda x: shortcut(x, out_channels, stride)
-    module = _call(
+    module = call_learner(
         shortcut,
         (in_channels, out_channels, stride),
         where,
         "the module takes (in_channels, out_channels, stride).",
     )
-    count = _count(module)
+    count = count_params(module)
     if count:
-        _fail(
+        fail(
             f"{where} has {count:,} parameters.",
             "option A is parameter-free: it subsamples and pads with zeros. A 1×1 convolution "
             "on the shortcut is option B.",
@@ -90,7 +92,7 @@ def _diagnose_zero_pad(where, x, output, in_channels, out_channels, stride) -> N
     pixels = "x[:, :, ::stride, ::stride]"
     expected = _zero_pad(x[:, :, ::stride, ::stride], in_channels, out_channels)
     if output.shape[1] != out_channels:
-        _fail(
+        fail(
             f"{where} outputs {output.shape[1]} channels, expected {out_channels}.",
             "pad out_channels - in_channels zero channels: F.pad(x, (0, 0, 0, 0, before, "
             "after)) pads dimension 1, the channels (F.pad's pairs run from the last dimension).",
@@ -98,19 +100,19 @@ def _diagnose_zero_pad(where, x, output, in_channels, out_channels, stride) -> N
     if output.shape != expected.shape:
         size = "×".join(map(str, output.shape[2:]))
         problem = "does not subsample" if output.shape[2:] == x.shape[2:] else "subsamples wrongly"
-        _fail(
+        fail(
             f"{where} {problem}: the 8×8 map becomes {size}, expected "
             f"{expected.shape[2]}×{expected.shape[3]}.",
             f"take every stride-th pixel: {pixels}.",
         )
-    if _close(output, expected):
+    if close(output, expected):
         return
     used = (output.abs().sum(dim=(0, 2, 3)) > 0).nonzero().flatten().tolist()
     extra, before = out_channels - in_channels, (out_channels - in_channels) // 2
     start = used[0] if used else before
     if extra and start in (0, extra) and start != before:
         side = "after" if start == 0 else "before"
-        _fail(
+        fail(
             f"{where} puts all {extra} zero channels {side} the input's.",
             "the public CIFAR checkpoints expect the zeros split evenly before and after: "
             "F.pad(x, (0, 0, 0, 0, p, p)) with p = (out_channels - in_channels) // 2.",
@@ -122,15 +124,15 @@ def _diagnose_zero_pad(where, x, output, in_channels, out_channels, stride) -> N
         "takes the wrong pixel of each window": x[:, :, 1::stride, 1::stride],
     }
     for problem, candidate in wrong_sampling.items():
-        if _close(kept, candidate):
-            _fail(
+        if close(kept, candidate):
+            fail(
                 f"{where} {problem} instead of taking its top-left pixel.",
                 f"option A subsamples with {pixels}, like the strided 1×1 convolution of "
                 "option B, and as the CIFAR checkpoints expect.",
             )
-    _fail(
+    fail(
         f"{where}: the outputs differ from rt.ZeroPadShortcut's (largest difference "
-        f"{_relative_difference(output, expected):.2g} of the output's scale).",
+        f"{relative_difference(output, expected):.2g} of the output's scale).",
         f"subsample with {pixels}, then pad (out_channels - in_channels) // 2 zero channels "
         "before and the rest after.",
     )
@@ -154,7 +156,7 @@ _SHORTCUT_CASES = [
 ]
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
     """Check a formula for the parameters on a stage's shortcuts against `rt.make_stage`.
 
@@ -172,20 +174,20 @@ def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
     for option, in_channels, channels, depth, stride in _SHORTCUT_CASES:
         args = (option, in_channels, channels, depth, stride)
         call = f"shortcut_parameters({', '.join(map(repr, args))})"
-        predicted = _call(
+        predicted = call_learner(
             shortcut_parameters, args, call,
             "the function takes (option, in_channels, channels, depth, stride) and returns a "
             "number; it builds no module.",
         )  # fmt: skip
-        predicted = _whole_number(
+        predicted = whole_number(
             predicted, call, "a count of parameters is an integer: use // for divisions, not /."
         )
         with torch.device("meta"):  # shapes only: no weights to initialise
             stage = make_stage(BasicBlock, in_channels, channels, depth, stride, option)
-        projections = [_count(block.downsample) for block in stage]
+        projections = [count_params(block.downsample) for block in stage]
         if predicted != sum(projections):
             _diagnose_shortcut_parameters(call, predicted, args, stage, projections)
-    _passed(
+    say_passed(
         f"shortcut parameters: {len(_SHORTCUT_CASES)} stages, options A, B, C and D, at stride 2 "
         "and at stride 1 (with and without a change of width), equal rt.make_stage's"
     )
@@ -194,7 +196,7 @@ def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
 def _diagnose_shortcut_parameters(call, predicted, args, stage, projections) -> None:
     option, in_channels, channels, depth, stride = args
     expected, first = sum(projections), projections[0]
-    projected = [block.downsample for block in stage if _count(block.downsample)]
+    projected = [block.downsample for block in stage if count_params(block.downsample)]
     norms = sum(2 * projection[-1].num_features for projection in projected)  # γ and β
     changes = f"{in_channels} → {channels} channels" + (f" at stride {stride}" * (stride > 1))
     c_style = first + (depth - 1) * (channels * channels + 2 * channels)  # a projection everywhere
@@ -226,8 +228,8 @@ def _diagnose_shortcut_parameters(call, predicted, args, stage, projections) -> 
     ]  # fmt: skip
     for applies, problem, hint in diagnoses:
         if applies:
-            _fail(f"{call} = {predicted:,}: {problem}.", hint)
-    _fail(
+            fail(f"{call} = {predicted:,}: {problem}.", hint)
+    fail(
         f"{call} = {predicted:,}, but the shortcuts of rt.make_stage(rt.BasicBlock, "
         f"{in_channels}, {channels}, {depth}, {stride}, {option!r}) hold {expected:,} parameters.",
         "count the blocks whose shortcut is a projection (A: none; B and D: where the shape "

@@ -15,11 +15,17 @@ from torch import nn
 
 from ..blocks import Bottleneck, make_shortcut
 from ..measure import count_macs
-from ._blocks import _check_block, _outputs_note
-from ._common import _call, _fail, _keeps_random_state, _passed, _whole_number
+from ._blocks import check_block, outputs_note
+from ._common import (
+    call_learner,
+    fail,
+    keeps_random_state,
+    say_passed,
+    whole_number,
+)
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_bottleneck(block_cls: type[nn.Module]) -> None:
     """Check a bottleneck block against `rt.Bottleneck` (He et al. 2016a, Fig. 5 right).
 
@@ -32,11 +38,11 @@ def check_bottleneck(block_cls: type[nn.Module]) -> None:
         ✓ Bottleneck: parameters (…), no conv bias, 1×1-3×3-1×1 with expansion 4, …
     """
     cases = [(256, 64, 1), (64, 64, 1), (256, 128, 2)]
-    counts, compared = _check_block(block_cls, Bottleneck, cases)
-    _passed(
+    counts, compared = check_block(block_cls, Bottleneck, cases)
+    say_passed(
         f"Bottleneck: parameters ({counts}), no conv bias, 1×1-3×3-1×1 with expansion 4, "
         "stride on the 3×3, projection 64 → 256, shortcut added, ReLU after the addition, "
-        f"{_outputs_note(compared, 'Bottleneck')}"
+        f"{outputs_note(compared, 'Bottleneck')}"
     )
 
 
@@ -51,7 +57,7 @@ _MACS_CASES = [
 ]
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_bottleneck_macs(bottleneck_macs: Callable[..., int]) -> None:
     """Check a formula for the multiply-adds of one bottleneck block against `rt.count_macs`.
 
@@ -73,14 +79,14 @@ def check_bottleneck_macs(bottleneck_macs: Callable[..., int]) -> None:
             f"bottleneck_macs({in_channels}, {channels}, size={size}, stride={stride}, "
             f"stride_on={stride_on!r})"
         )
-        predicted = _call(
+        predicted = call_learner(
             bottleneck_macs,
             (in_channels, channels, size, stride, stride_on),
             call,
             "the function takes (in_channels, channels, size, stride, stride_on) and returns "
             "a number; it builds no module.",
         )
-        predicted = _whole_number(
+        predicted = whole_number(
             predicted, call, "a count of multiply-adds is an integer: use // for the sizes, not /."
         )
         with torch.device("meta"):  # shapes only: no weights to initialise
@@ -115,15 +121,15 @@ def check_bottleneck_macs(bottleneck_macs: Callable[..., int]) -> None:
         ]  # fmt: skip
         for candidate, problem, hint in diagnoses:
             if candidate is not None and predicted == candidate:
-                _fail(f"{call} = {predicted:,}: {problem}.", hint)
-        _fail(
+                fail(f"{call} = {predicted:,}: {problem}.", hint)
+        fail(
             f"{call} = {predicted:,}, but rt.count_macs counts {expected:,} for that block "
             f"on a {size}×{size} input.",
             "add k² C_in C_out H_out W_out for each convolution: the 1×1 to `channels`, the "
             "3×3, the 1×1 to 4 · `channels` and, where the shape changes, the 1×1 projection "
             "of the shortcut; each at the size of its own output.",
         )
-    _passed(
+    say_passed(
         f"Bottleneck MACs: {len(_MACS_CASES)} blocks, identity and projection shortcuts, "
         "stride on the 3×3 and on the 1×1, equal rt.count_macs"
     )

@@ -20,30 +20,29 @@ import torch
 from torch import nn
 
 from ..blocks import BasicBlock, Bottleneck
-from ..resnet import DEPTHS, ResNet, cifar_resnet, make_stage
+from ..measure import BATCH_NORMS, randomize_batchnorm
+from ..models import DEPTHS, ResNet, cifar_resnet, make_stage
 from ._blocks import (
-    _SHORTCUT_WORDS,
-    _check_no_conv_bias,
-    _check_residual_convs,
-    _residual_convs,
-    _split_convs,
+    SHORTCUT_WORDS,
+    check_no_conv_bias,
+    check_residual_convs,
+    residual_branch_convs,
+    split_convs,
 )
 from ._common import (
-    _BATCH_NORMS,
-    _call,
-    _close,
-    _copy_weights,
-    _count,
-    _fail,
-    _forward,
-    _is_meta,
-    _keeps_random_state,
-    _pair,
-    _passed,
-    _positional_count,
-    _randn,
-    _randomize_batchnorm,
-    _relative_difference,
+    as_pair,
+    call_learner,
+    close,
+    copy_weights,
+    count_params,
+    fail,
+    is_meta,
+    keeps_random_state,
+    learner_forward,
+    positional_count,
+    randn,
+    relative_difference,
+    say_passed,
 )
 
 
@@ -67,7 +66,7 @@ def _architecture(depth, layers, block) -> tuple[type, tuple[int, ...], str, str
     return block_cls, layers, name, f"layers={list(layers)} says"
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_resnet(
     model: nn.Module,
     depth: int | None = None,
@@ -97,14 +96,14 @@ def check_resnet(
         "→ layer1 … layer4 → global average pool → flatten → fc, and at each block's forward "
         "(check_basic_block, check_bottleneck).",
     )  # fmt: skip
-    _passed(
+    say_passed(
         f"{name}: stem 7×7/2 conv and 3×3/2 max-pool, blocks per stage {list(layers)}, no conv "
         "bias, strides and projections where the shape changes, fc "
         f"{reference.fc.in_features} → {num_classes}, {result}"
     )
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_cifar_resnet(model: nn.Module, depth: int = 20, *, num_classes: int = 10) -> None:
     """Check a CIFAR ResNet of depth 6n + 2 against `rt.cifar_resnet` (He et al. 2016a, Sec. 4.2).
 
@@ -130,13 +129,13 @@ def check_cifar_resnet(model: nn.Module, depth: int = 20, *, num_classes: int = 
         "layer3 → global average pool → fc) and at the option-A shortcuts: check yours with "
         "check_shortcut (x[:, :, ::2, ::2], zeros split evenly before and after).",
     )  # fmt: skip
-    _passed(
+    say_passed(
         f"{name}: 3×3 stem with 16 channels and no pool, {n} blocks per stage, widths 16/32/64, "
         f"no conv bias, option-A shortcuts (no projections), fc 64 → {num_classes}, {result}"
     )
 
 
-@_keeps_random_state
+@keeps_random_state
 def check_stage(make_stage_fn: Callable[..., nn.Module]) -> None:
     """Check a `make_stage` against `rt.make_stage` with option B (He et al. 2016a, Table 1).
 
@@ -155,12 +154,12 @@ def check_stage(make_stage_fn: Callable[..., nn.Module]) -> None:
         (Bottleneck, 64, 64, 3, 1),
         (Bottleneck, 256, 128, 2, 2),
     ]
-    takes_shortcut = _positional_count(make_stage_fn) >= 6
+    takes_shortcut = positional_count(make_stage_fn) >= 6
     compared = True
     for block, in_channels, channels, depth, stride in cases:
         call = f"make_stage(rt.{block.__name__}, {in_channels}, {channels}, {depth}, {stride})"
         args = (block, in_channels, channels, depth, stride) + (("B",) * takes_shortcut)
-        stage = _call(
+        stage = call_learner(
             make_stage_fn,
             args,
             call,
@@ -168,32 +167,32 @@ def check_stage(make_stage_fn: Callable[..., nn.Module]) -> None:
             "block(in_channels, channels, stride, downsample).",
         )
         if not isinstance(stage, nn.Sequential):
-            _fail(f"{call} returned {type(stage).__name__}.", "return nn.Sequential(*blocks).")
+            fail(f"{call} returned {type(stage).__name__}.", "return nn.Sequential(*blocks).")
         reference = make_stage(block, in_channels, channels, depth, stride, "B")
         _check_stage_structure(call, stage, reference, f"depth={depth} asks for")
         compared &= _compare_stage(call, stage, reference, in_channels, stride)
     note = "outputs equal rt.make_stage's" if compared else "outputs not compared (names differ)"
-    _passed(
+    say_passed(
         "make_stage: block counts, only the first block strides, projections exactly where the "
         f"shape changes (64 → 256 at stride 1 included), input widths channels * expansion, {note}"
     )
 
 
 def _compare_stage(call, stage, reference, in_channels, stride) -> bool:
-    x = _randn(2, in_channels, 8, 8, seed=6)
-    output = _forward(stage.eval(), x, call)
-    expected = _forward(reference.eval(), x, "rt.make_stage")
+    x = randn(2, in_channels, 8, 8, seed=6)
+    output = learner_forward(stage.eval(), x, call)
+    expected = learner_forward(reference.eval(), x, "rt.make_stage")
     if output.shape != expected.shape:
-        _fail(
+        fail(
             f"{call} outputs {tuple(output.shape)}, expected {tuple(expected.shape)}.",
             "the stage outputs channels * block.expansion channels at 1/stride of the size.",
         )
-    _randomize_batchnorm(stage)
-    if not _copy_weights(stage, reference):
+    randomize_batchnorm(stage, seed=1)
+    if not copy_weights(stage, reference):
         return False
-    expected = _forward(reference, x, "rt.make_stage")
-    if not _close(_forward(stage, x, call), expected):
-        _fail(
+    expected = learner_forward(reference, x, "rt.make_stage")
+    if not close(learner_forward(stage, x, call), expected):
+        fail(
             f"{call}: the outputs differ from rt.make_stage's with the same weights.",
             "the blocks are right, so check the projection: Sequential(conv1x1(in_channels, "
             "channels * expansion, stride), BatchNorm2d(channels * expansion)).",
@@ -218,14 +217,14 @@ def _find_stages(model: nn.Module, count: int, name: str) -> list[nn.Module]:
     for i in range(1, count + 1):
         stage = getattr(model, f"layer{i}", None)
         if not isinstance(stage, nn.Module):
-            _fail(
+            fail(
                 f"{name}: the model has no stage `layer{i}`.",
                 f"name the stages layer1 … layer{count}, as torchvision does, so that its "
                 "weights load and the stages can be checked one by one.",
             )
         stages.append(stage)
     if isinstance(getattr(model, f"layer{count + 1}", None), nn.Module):
-        _fail(
+        fail(
             f"{name}: the model has a stage layer{count + 1}, expected {count} stages.",
             "one stage per row of the table: conv2_x … conv5_x for ImageNet, 3 for CIFAR.",
         )
@@ -236,15 +235,15 @@ def _check_stem(model: nn.Module, name: str, expected: nn.Module, stem: str) -> 
     outside = [(n, m) for n, m in model.named_modules() if not n.startswith("layer")]
     convs = [(n, m) for n, m in outside if isinstance(m, nn.Conv2d)]
     if not convs:
-        _fail(f"{name}: no convolution before layer1.", "the stem starts with conv1.")
+        fail(f"{name}: no convolution before layer1.", "the stem starts with conv1.")
     conv_name, conv = convs[0]
-    spec = lambda c: (c.kernel_size, _pair(c.stride), _pair(c.padding), c.out_channels)
+    spec = lambda c: (c.kernel_size, as_pair(c.stride), as_pair(c.padding), c.out_channels)
     if spec(conv) != spec(expected.conv1):
         k, s, p, c = spec(expected.conv1)
-        _fail(
+        fail(
             f"{name}: the stem convolution {conv_name} is {conv.kernel_size[0]}×"
-            f"{conv.kernel_size[1]}, stride {_pair(conv.stride)[0]}, padding "
-            f"{_pair(conv.padding)[0]}, {conv.out_channels} channels; expected {k[0]}×{k[1]}, "
+            f"{conv.kernel_size[1]}, stride {as_pair(conv.stride)[0]}, padding "
+            f"{as_pair(conv.padding)[0]}, {conv.out_channels} channels; expected {k[0]}×{k[1]}, "
             f"stride {s[0]}, padding {p[0]}, {c} channels.",
             "Table 1, conv1: 7×7, 64, stride 2 (padding 3 keeps 224 → 112)."
             if stem == "imagenet"
@@ -252,20 +251,24 @@ def _check_stem(model: nn.Module, name: str, expected: nn.Module, stem: str) -> 
         )
     pools = [(n, m) for n, m in outside if isinstance(m, nn.MaxPool2d)]
     if stem == "cifar" and pools:
-        _fail(
+        fail(
             f"{name}: the stem has a max-pool ({pools[0][0]}).",
             "the CIFAR networks have no pooling before the first stage (Sec. 4.2).",
         )
     if stem == "cifar":
         return
     if not pools:
-        _fail(
+        fail(
             f"{name}: no nn.MaxPool2d in the stem.",
             "conv2_x starts with a 3×3 max-pool, stride 2 (Table 1): "
             "nn.MaxPool2d(kernel_size=3, stride=2, padding=1), named maxpool.",
         )
     pool_name, pool = pools[0]
-    actual = (_pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size), _pair(pool.padding))
+    actual = (
+        as_pair(pool.kernel_size),
+        as_pair(pool.stride or pool.kernel_size),
+        as_pair(pool.padding),
+    )
     if actual != ((3, 3), (2, 2), (1, 1)):
         (k, _), (s, _), (p, _) = actual
         note = (
@@ -273,7 +276,7 @@ def _check_stem(model: nn.Module, name: str, expected: nn.Module, stem: str) -> 
             if (k, s, p) == (2, 2, 0)
             else ""
         )
-        _fail(
+        fail(
             f"{name}: the stem's max-pool ({pool_name}) is {k}×{k}, stride {s}, padding {p}; "
             f"expected 3×3, stride 2, padding 1.{note}",
             "use nn.MaxPool2d(kernel_size=3, stride=2, padding=1) (Table 1: '3×3 max pool, "
@@ -284,13 +287,13 @@ def _check_stem(model: nn.Module, name: str, expected: nn.Module, stem: str) -> 
 def _check_head(model: nn.Module, name: str, expected: nn.Linear) -> None:
     fc = getattr(model, "fc", None)
     if not isinstance(fc, nn.Linear):
-        _fail(
+        fail(
             f"{name}: model.fc is {type(fc).__name__}, expected nn.Linear.",
             "end with global average pooling, flatten, then nn.Linear named fc (torchvision's "
             "name, so weights load).",
         )
     if (fc.in_features, fc.out_features) != (expected.in_features, expected.out_features):
-        _fail(
+        fail(
             f"{name}: fc is Linear({fc.in_features} → {fc.out_features}), expected "
             f"Linear({expected.in_features} → {expected.out_features}).",
             "fc takes the last stage's width (512 × block.expansion for ImageNet) and outputs "
@@ -317,37 +320,40 @@ def _check_network(
     expected_counts = [len(stage) for stage in reference.stages]
     for i, (count, expected) in enumerate(zip(counts, expected_counts), start=1):
         if count != expected:
-            _fail(
+            fail(
                 f"layer{i} has {count} block{'s' * (count != 1)}, {count_source} {expected} "
                 f"({name}: {expected_counts}; yours: {counts}).",
                 "a stage is one row of the table: stack that many blocks (only the first one "
                 "changes width and resolution).",
             )
     _check_stem(model, name, reference, stem)
-    _check_no_conv_bias(model, name)
+    check_no_conv_bias(model, name)
     for i, (stage, ref) in enumerate(zip(stages, reference.stages), start=1):
         _check_stage_structure(f"layer{i}", stage, ref, count_source, shortcut)
     _check_head(model, name, reference.fc)
-    count, expected = _count(model), _count(reference)
+    count, expected = count_params(model), count_params(reference)
     if count != expected:
-        _fail(
+        fail(
             f"{name} has {count:,} parameters, rt's has {expected:,}.",
             "the layers checked out, so look for extra or missing BatchNorm layers; print(model) "
             "beside print(rt.resnet(...)) compares them layer by layer.",
         )
-    if _is_meta(model):
+    if is_meta(model):
         return f"{count:,} parameters; outputs not compared (the model is on the meta device)"
     learner = copy.deepcopy(model).cpu().eval()
-    _randomize_batchnorm(learner)
-    if not _copy_weights(learner, reference):
+    randomize_batchnorm(learner, seed=1)
+    if not copy_weights(learner, reference):
         return f"{count:,} parameters; outputs not compared (layer names and order differ)"
     reference.eval()
-    x = _randn(2, *input_size, seed=2)
-    output, expected_output = _forward(learner, x, name), _forward(reference, x, "rt's model")
-    if not _close(output, expected_output):
-        _fail(
+    x = randn(2, *input_size, seed=2)
+    output, expected_output = (
+        learner_forward(learner, x, name),
+        learner_forward(reference, x, "rt's model"),
+    )
+    if not close(output, expected_output):
+        fail(
             f"{name}: the outputs differ from rt's with the same weights (largest difference "
-            f"{_relative_difference(output, expected_output):.2g} of the output's scale).",
+            f"{relative_difference(output, expected_output):.2g} of the output's scale).",
             outputs_hint,
         )
     return f"{count:,} parameters, outputs equal rt's with the same weights"
@@ -364,7 +370,7 @@ def _check_stage_structure(
     blocks = list(stage.children())
     if len(blocks) != len(reference):
         plural = "block" if len(blocks) == 1 else "blocks"
-        _fail(
+        fail(
             f"{where} has {len(blocks)} {plural}, {count_source} {len(reference)}.",
             "a stage is one row of Table 1: stack that many blocks (only the first one changes "
             "width and resolution).",
@@ -372,15 +378,15 @@ def _check_stage_structure(
     expansion = getattr(type(reference[0]), "expansion", 1)
     previous_out = None
     for j, (block, ref) in enumerate(zip(blocks, reference)):
-        ref_convs = _residual_convs(ref)
-        convs, projection = _split_convs(block, len(ref_convs))
+        ref_convs = residual_branch_convs(ref)
+        convs, projection = split_convs(block, len(ref_convs))
         if not convs:
-            _fail(f"{where}[{j}] has no convolutions.", "each entry of a stage is a block.")
+            fail(f"{where}[{j}] has no convolutions.", "each entry of a stage is a block.")
         _check_block_input(f"{where}[{j}]", convs, ref_convs, previous_out, j)
         _check_block_stride(f"{where}[{j}]", convs, ref_convs, j)
         _check_projection(f"{where}[{j}]", convs, projection, ref, shortcut)
         _check_projection_norm(f"{where}[{j}]", block, convs, projection)
-        _check_residual_convs(f"{where}[{j}]", convs, ref_convs, expansion)
+        check_residual_convs(f"{where}[{j}]", convs, ref_convs, expansion)
         previous_out = convs[-1][1].out_channels
 
 
@@ -389,7 +395,7 @@ def _check_block_input(where, convs, ref_convs, previous_out, index) -> None:
     if actual == expected:
         return
     if previous_out is not None and actual != previous_out:
-        _fail(
+        fail(
             f"{where} takes {actual} input channels, but the block before it outputs "
             f"{previous_out}: the stage's input width is computed wrongly.",
             "every block after a stage's first takes channels * block.expansion channels "
@@ -397,7 +403,7 @@ def _check_block_input(where, convs, ref_convs, previous_out, index) -> None:
             "creating each block.",
         )
     first = "the stage's first block" if index == 0 else "this block"
-    _fail(
+    fail(
         f"{where} takes {actual} input channels, expected {expected}.",
         f"{first} takes the width of what comes before it: the previous stage's "
         "channels * block.expansion (or the stem's width).",
@@ -405,17 +411,17 @@ def _check_block_input(where, convs, ref_convs, previous_out, index) -> None:
 
 
 def _check_block_stride(where, convs, ref_convs, index) -> None:
-    actual = math.prod(_pair(c.stride)[0] for _, c in convs)
-    expected = math.prod(_pair(c.stride)[0] for c in ref_convs)
+    actual = math.prod(as_pair(c.stride)[0] for _, c in convs)
+    expected = math.prod(as_pair(c.stride)[0] for c in ref_convs)
     if actual == expected:
         return
     if index > 0:
-        _fail(
+        fail(
             f"{where} downsamples by {actual}: only the first block of a stage strides.",
             "pass the stage's stride to its first block and stride 1 to the others (Sec. 3.3: "
             "conv3_1, conv4_1 and conv5_1 downsample with a stride of 2).",
         )
-    _fail(
+    fail(
         f"{where} downsamples by {actual}, expected {expected}.",
         "the first block of a stage gets the stage's stride: 1 for the first stage (the stem "
         "has already downsampled by 4), 2 for every later one.",
@@ -425,23 +431,23 @@ def _check_block_stride(where, convs, ref_convs, index) -> None:
 def _check_projection(where, convs, projection, reference, shortcut) -> None:
     needed = bool([m for m in reference.downsample.modules() if isinstance(m, nn.Conv2d)])
     in_c, out_c = convs[0][1].in_channels, convs[-1][1].out_channels
-    stride = math.prod(_pair(c.stride)[0] for _, c in convs)
+    stride = math.prod(as_pair(c.stride)[0] for _, c in convs)
     if needed and not projection:
         halves = " and the map halves" if stride > 1 else ""
-        _fail(
+        fail(
             f"No projection in {where}, where {in_c} channels become {out_c}{halves}.",
             "where the shape changes (more channels, or stride 2) the shortcut must change it "
             "too: a 1×1 convolution with the block's stride, then BatchNorm (option B). The "
             "first bottleneck stage changes the width (64 → 256) even at stride 1.",
         )
     if projection and not needed and shortcut == "A":
-        _fail(
+        fail(
             f"{where} has a projection ({projection[0][0]}): the CIFAR networks have none.",
             "the paper's CIFAR ResNets use option A, parameter-free zero-padding shortcuts "
             "(Sec. 4.2); check yours with rt.exercises.check_shortcut.",
         )
     if projection and not needed:
-        _fail(
+        fail(
             f"{where} has a projection ({projection[0][0]}) where the shape does not change.",
             "option B projects only where the shape changes; everywhere else the shortcut is "
             "the identity (projections everywhere, option C, add parameters for little gain, "
@@ -449,10 +455,10 @@ def _check_projection(where, convs, projection, reference, shortcut) -> None:
         )
     if projection:
         name, conv = projection[0]
-        if conv.kernel_size != (1, 1) or _pair(conv.stride)[0] != stride:
-            _fail(
+        if conv.kernel_size != (1, 1) or as_pair(conv.stride)[0] != stride:
+            fail(
                 f"{where}.{name} is a {conv.kernel_size[0]}×{conv.kernel_size[1]} convolution "
-                f"with stride {_pair(conv.stride)[0]}; the block strides by {stride}.",
+                f"with stride {as_pair(conv.stride)[0]}; the block strides by {stride}.",
                 "the projection is a 1×1 convolution with the block's stride, then BatchNorm.",
             )
 
@@ -461,11 +467,11 @@ def _check_projection_norm(where, block, convs, projection) -> None:
     """A projection shortcut ends in BatchNorm, as torchvision's `downsample.1` (Sec. 3.4)."""
     if not projection:
         return
-    norms = [n for n, m in block.named_modules() if isinstance(m, _BATCH_NORMS)]
-    named = [n for n in norms if any(word in n.lower() for word in _SHORTCUT_WORDS)]
+    norms = [n for n, m in block.named_modules() if isinstance(m, BATCH_NORMS)]
+    named = [n for n in norms if any(word in n.lower() for word in SHORTCUT_WORDS)]
     if named or len(norms) > len(convs):
         return
-    _fail(
+    fail(
         f"{where}.{projection[0][0]} is a projection without BatchNorm: the block has "
         f"{len(norms)} BatchNorm layers for {len(convs) + len(projection)} convolutions.",
         "option B's projection is a 1×1 convolution followed by BatchNorm, "

@@ -8,7 +8,7 @@ per concern:
   layers), with the settings in which a port can go wrong (`KerasOptions`);
 - `keras_porting`: our weights copied into a Keras model by name (`port_weights`, also into
   `keras.applications.ResNet50` with `keras_applications_name`) and what compares the two
-  (`keras_logits`, `keras_parameters`, `randomize_batchnorm`, `keras_image_format`);
+  (`keras_logits`, `keras_parameters`, `keras_image_format`);
 - `lightning_module`: a `LightningModule` that trains as `rt.fit` does (`lightning_fit`,
   `lit_resnet_class`, `EpochBatches`, `quiet_lightning`) and `rt.fit`'s loss per step to compare
   it with (`fit_step_losses`).
@@ -34,16 +34,15 @@ from .keras_models import (
     keras_resnet,
     keras_shortcut,
 )
-from .keras_models import _keras_network as _keras_network  # the appendix shows its source
-from .keras_porting import _port_layer as _port_layer  # the appendix shows its source
+from .keras_models import keras_network as keras_network  # the appendix shows its source
 from .keras_porting import (
     keras_applications_name,
     keras_image_format,
     keras_logits,
     keras_parameters,
     port_weights,
-    randomize_batchnorm,
 )
+from .keras_porting import port_layer as port_layer  # the appendix shows its source
 from .lightning_module import (
     LIGHTNING_PRECISION,
     EpochBatches,
@@ -71,7 +70,6 @@ __all__ = [
     "keras_logits",
     "keras_parameters",
     "port_weights",
-    "randomize_batchnorm",
     "LIGHTNING_PRECISION",
     "EpochBatches",
     "fit_step_losses",

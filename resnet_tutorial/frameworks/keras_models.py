@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..blocks import BasicBlock, Bottleneck, make_shortcut
-from ..resnet import CIFAR_DEPTHS, DEPTHS
+from ..models import DEPTHS, cifar_blocks_per_stage
 
 if TYPE_CHECKING:  # only for the annotations: never imported at run time here
     import keras
@@ -211,7 +211,7 @@ def keras_resnet(
     layers = table if layers is None else tuple(layers)
     if len(layers) != 4:
         raise ValueError(f"layers needs one entry per stage (4), got {layers}")
-    return _keras_network(
+    return keras_network(
         block, layers, (64, 128, 256, 512), num_classes, "imagenet", "B", options, f"resnet{depth}"
     )
 
@@ -221,13 +221,8 @@ def keras_cifar_resnet(
 ) -> keras.Model:
     """Our `rt.cifar_resnet(depth)` (option A shortcuts) in Keras: 3 stages of (depth - 2) / 6
     basic blocks of 16, 32 and 64 channels (He et al. 2016a, Sec. 4.2)."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"depth must be 6n + 2 with n >= 1 (e.g. {', '.join(map(str, CIFAR_DEPTHS))}), "
-            f"got {depth!r}"
-        )
-    n = (depth - 2) // 6
-    return _keras_network(
+    n = cifar_blocks_per_stage(depth)
+    return keras_network(
         BasicBlock,
         (n, n, n),
         (16, 32, 64),
@@ -239,7 +234,7 @@ def keras_cifar_resnet(
     )
 
 
-def _keras_network(block, layers, widths, num_classes, stem, shortcut, options, name):
+def keras_network(block, layers, widths, num_classes, stem, shortcut, options, name):
     """Stem → stages → head, as `rt.ResNet`, with the layers named after our modules."""
     keras = import_keras()
     inputs = keras.Input((3, None, None), name="images")  # (N, 3, H, W)

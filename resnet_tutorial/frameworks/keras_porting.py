@@ -3,8 +3,8 @@
 `port_weights` copies every tensor of one of our models into the Keras model of
 `keras_models` (or `keras.applications.ResNet50`, with `keras_applications_name`) by layer
 name, strictly, in Keras' layouts; `keras_logits` and `keras_parameters` give what is compared
-with our model's logits and `rt.count_parameters`; `randomize_batchnorm` gives BatchNorm values
-that a wrong port cannot pass by chance. Keras is imported inside the functions.
+with our model's logits and `rt.count_parameters` (`rt.measure.randomize_batchnorm` gives
+BatchNorm values that a wrong port cannot pass by chance). Keras is imported inside the functions.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def port_weights(model: nn.Module, keras_model, *, name: Callable[[str], str] = 
                 f"the Keras model has {len(layers)} layers with weights, e.g. "
                 f"{sorted(layers)[:4]}"
             )
-        copied += _port_layer(key, module, layers[layer_name], keras)
+        copied += port_layer(key, module, layers[layer_name], keras)
         filled.add(layer_name)
     unfilled = sorted(set(layers) - filled)
     if unfilled:
@@ -64,7 +64,7 @@ def port_weights(model: nn.Module, keras_model, *, name: Callable[[str], str] = 
     return copied
 
 
-def _port_layer(key: str, module: nn.Module, layer, keras) -> int:
+def port_layer(key: str, module: nn.Module, layer, keras) -> int:
     """Copy one module's tensors into one Keras layer; return how many were copied."""
     with torch.no_grad():
         if isinstance(module, nn.Conv2d):
@@ -133,21 +133,3 @@ def keras_image_format(data_format: Literal["channels_first", "channels_last"]) 
         yield
     finally:
         keras.config.set_image_data_format(before)
-
-
-def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm2d of `model` random γ, β, running mean and variance, in place.
-
-    A fresh BN (γ = 1, β = 0, mean 0, variance 1) is the identity, give or take ε, so a port that
-    swaps or forgets its tensors would still pass; with these values it cannot.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.weight.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-    return model

@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import seed_everything
-from ..config import TrainConfig, _capped, make_optimizer, make_scheduler, pick_precision
+from ..config import (
+    TrainConfig,
+    capped_to_max_steps,
+    make_optimizer,
+    make_scheduler,
+    pick_precision,
+)
 from ..data import Data, DeviceLoader, as_tensors
 from ..train import History, count_outputs, fit, train_loader
 
@@ -129,7 +135,7 @@ def lightning_fit(
     device = torch.device("cpu")
     num_classes = count_outputs(model, images, device)
     loader = train_loader(train, config, device, num_classes=num_classes)  # rt.fit's batches
-    capped, steps_per_epoch = _capped(config, len(loader))  # as rt.fit
+    capped, steps_per_epoch = capped_to_max_steps(config, len(loader))  # as rt.fit
     precision, _ = pick_precision(device, config.precision, config.channels_last)
     module = lit_resnet_class()(model, capped, steps_per_epoch, num_classes)
     options = {

@@ -2,8 +2,8 @@
 
 `PALETTE` and `STYLE` (applied by :func:`style`), the private helpers that make a figure or take
 the caller's axis and finish it, the log-axis formatter, and the checks that keep a figure from
-being wrong without a word: fractions given where percent are drawn (`_percent`), values <= 0 on
-a log axis (`_positive`), references or spreads under a name that is not drawn (`_drawn`).
+being wrong without a word: fractions given where percent are drawn (`as_percent`), values <= 0 on
+a log axis (`positive`), references or spreads under a name that is not drawn (`check_drawn`).
 """
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ def style() -> Iterator[dict[str, Any]]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _new_figure(figsize: tuple[float, float]) -> Figure:
+def new_figure(figsize: tuple[float, float]) -> Figure:
     return Figure(figsize=figsize, layout="constrained")
 
 
-def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is None:
-        fig = _new_figure(figsize)
+        fig = new_figure(figsize)
         return fig, fig.add_subplot()
     fig = ax.figure
     while not isinstance(fig, Figure):  # a SubFigure: walk up to the figure that is drawn
@@ -86,7 +86,7 @@ def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Fig
     return fig, ax
 
 
-def _finish(fig: Figure) -> Figure:
+def finish_figure(fig: Figure) -> Figure:
     # Ticks are created lazily, possibly after `style()` has ended: pin their size now.
     for ax in fig.axes:
         ax.tick_params(labelsize=SMALL_SIZE + 1)
@@ -100,7 +100,7 @@ class _PlainLogFormatter(LogFormatter):
         return f"{x:g}"
 
 
-def _log_y(ax: Axes) -> None:
+def log_y(ax: Axes) -> None:
     """Log y axis with plain-number labels; minor ticks labelled only within about a decade."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(_PlainLogFormatter())
@@ -108,11 +108,11 @@ def _log_y(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(minor)
 
 
-def _color(i: int) -> str:
+def palette_color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _numbers(values: Any) -> np.ndarray:
+def as_numbers(values: Any) -> np.ndarray:
     """A float numpy array from a tensor, an array or a list (``None`` for missing → NaN)."""
     if isinstance(values, Tensor):
         values = values.detach().cpu().float().numpy()
@@ -121,9 +121,9 @@ def _numbers(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-def _percent(values: Any, name: str) -> np.ndarray:
+def as_percent(values: Any, name: str) -> np.ndarray:
     """Fractions in [0, 1] (NaN for missing) in percent; a percentage given is an error."""
-    out = _numbers(values)
+    out = as_numbers(values)
     bad = out[np.isfinite(out) & ((out < 0) | (out > 1))]
     if bad.size:
         raise ValueError(
@@ -132,14 +132,14 @@ def _percent(values: Any, name: str) -> np.ndarray:
     return 100 * out
 
 
-def _positive(values: np.ndarray, name: str) -> np.ndarray:
+def positive(values: np.ndarray, name: str) -> np.ndarray:
     """Values for a log axis, which would leave out a value <= 0 without a word."""
     if (values <= 0).any():
         raise ValueError(f"{name} has a value <= 0, which a log axis cannot draw: {values}")
     return values
 
 
-def _drawn(extra: Mapping[str, Any] | None, name: str, names: Any, names_name: str) -> None:
+def check_drawn(extra: Mapping[str, Any] | None, name: str, names: Any, names_name: str) -> None:
     """Each name of `extra` (references, spreads) must be drawn, not silently left out."""
     unknown = sorted(set(extra or {}) - set(names))
     if unknown:

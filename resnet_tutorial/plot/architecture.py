@@ -18,11 +18,11 @@ from ._style import (
     PALETTE,
     SMALL_SIZE,
     TEXT_SIZE,
-    _color,
-    _drawn,
-    _figure_and_axes,
-    _finish,
-    _new_figure,
+    check_drawn,
+    figure_and_axes,
+    finish_figure,
+    new_figure,
+    palette_color,
     style,
 )
 
@@ -47,13 +47,13 @@ def bars(
         reference: name → published value (same unit), drawn as a black marker on the bar.
         fmt: format of the number written above each bar.
     """
-    _drawn(reference, "reference", values, "values")
+    check_drawn(reference, "reference", values, "values")
     with style():
-        fig, ax = _figure_and_axes(ax, (max(3.2, 0.9 * len(values) + 1.5), 3.6))
-        _draw_bars(ax, values, reference, reference_label, fmt, _color(0))
+        fig, ax = figure_and_axes(ax, (max(3.2, 0.9 * len(values) + 1.5), 3.6))
+        _draw_bars(ax, values, reference, reference_label, fmt, palette_color(0))
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 def _draw_bars(
@@ -105,17 +105,17 @@ def cost_bars(
         ("multiply-adds (GMAC)", macs, reference_macs, "reference_macs", 1e9, "{:.2f}"),
     ]
     with style():
-        fig = _new_figure((max(6.4, 1.4 * len(names) + 2.5), 3.6))
+        fig = new_figure((max(6.4, 1.4 * len(names) + 2.5), 3.6))
         axes = fig.subplots(1, 2)
         for ax, (label, counts, ref, ref_name, unit, fmt), color in zip(axes, panels, PALETTE):
-            _drawn(ref, ref_name, names, "names")
+            check_drawn(ref, ref_name, names, "names")
             values = {n: float(c) / unit for n, c in zip(names, counts, strict=True)}
             scaled_ref = {n: float(v) / unit for n, v in (ref or {}).items()}
             _draw_bars(ax, values, scaled_ref, reference_label, fmt, color)
             ax.set_ylabel(label)
             ax.set_title(label.split(" (")[0].capitalize())
         fig.suptitle(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -148,18 +148,18 @@ def shape_trace(
     x = np.arange(len(names))
     above = dict(textcoords="offset points", xytext=(0, 6), ha="center", fontsize=SMALL_SIZE)
     with style():
-        fig = _new_figure((max(5.5, 0.9 * len(names) + 1.5), 5.0))
+        fig = new_figure((max(5.5, 0.9 * len(names) + 1.5), 5.0))
         top, bottom = fig.subplots(2, 1, sharex=True)
         maps = [i for i, w in enumerate(widths) if w is not None]
         vectors = [i for i, w in enumerate(widths) if w is None]
         map_channels = [channels[i] for i in maps]
-        top.plot(x[maps], map_channels, "o-", color=_color(0), label="feature map: channels")
+        top.plot(x[maps], map_channels, "o-", color=palette_color(0), label="feature map: channels")
         if vectors:  # not channels of a map: no line joins them to the maps
             vector_lengths = [channels[i] for i in vectors]
             top.plot(x[vectors], vector_lengths, "D", ls="none", mfc="white", mec="black",
                      mew=1.5, ms=7, label="vector (no grid): length")  # fmt: skip
             top.legend(loc="lower right")
-        bottom.plot(x, heights, "s-", color=_color(1))
+        bottom.plot(x, heights, "s-", color=palette_color(1))
         for xi, c, h, w in zip(x, channels, heights, widths, strict=True):
             top.annotate(f"{c}" if w is not None else f"{c} values", (xi, c), **above)
             if w is not None:
@@ -179,7 +179,7 @@ def shape_trace(
         bottom.set_xticks(x, names, rotation=30 if len(names) > 6 else 0)
         bottom.set_xlabel("stage")
         fig.suptitle(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 # --------------------------------------------------------------------------- diagram
@@ -245,7 +245,7 @@ def _addition(ax: Axes, y: float, split: float) -> float:
     )  # fmt: skip
     ax.add_patch(FancyArrowPatch(path=arc, color=PALETTE[1], gid="shortcut", **ARROW))
     ax.text(side + 0.12, (split + centre) / 2, "x\nidentity", ha="left", va="center",
-            color=_color(1), fontstyle="italic")  # fmt: skip
+            color=palette_color(1), fontstyle="italic")  # fmt: skip
     return centre - r
 
 
@@ -274,7 +274,7 @@ def residual_block_diagram(
     residual = kind != "plain"
     with style():
         own_figure = ax is None
-        fig, ax = _figure_and_axes(ax, (4.0, 6.0))
+        fig, ax = figure_and_axes(ax, (4.0, 6.0))
         ax.set_axis_off()
         ax.set_aspect("equal")
         ax.text(0, 0.25, "x", ha="center", va="center", fontstyle="italic")
@@ -297,4 +297,4 @@ def residual_block_diagram(
             scale = 0.72  # inches per diagram unit
             fig.set_size_inches(scale * (right - left), scale * (top - bottom) + 0.4)
         ax.set_title(title or TITLES[kind])
-        return _finish(fig)
+        return finish_figure(fig)

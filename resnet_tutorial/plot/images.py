@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..data import per_class_indices
 from ..measure import confusion_counts
-from ._style import SMALL_SIZE, _figure_and_axes, _finish, _new_figure, style
+from ._style import SMALL_SIZE, figure_and_axes, finish_figure, new_figure, style
 
 
 def _as_images(images: Any, mean: Any = None, std: Any = None) -> np.ndarray:
@@ -60,7 +60,7 @@ def _tiles(
     )
     label_width = (0.085 * longest + 0.15) / inches if row_labels else 0.0
     fig_width = max(4.0, inches * (width + label_width) + 0.2)  # room for the title too
-    fig = _new_figure((fig_width, inches * (height + 0.3) + 0.45))
+    fig = new_figure((fig_width, inches * (height + 0.3) + 0.45))
     ax = fig.add_subplot()
     sharp = {"interpolation": "nearest"}  # the rc default applies at draw time, after style()
     for k, picture in enumerate(pictures):
@@ -238,7 +238,7 @@ def confusion_matrix(
     k = len(classes)
     top = 100 if normalize else shown.max()
     with style():
-        fig, ax = _figure_and_axes(ax, (0.5 * k + 2.6, 0.5 * k + 1.6))
+        fig, ax = figure_and_axes(ax, (0.5 * k + 2.6, 0.5 * k + 1.6))
         image = ax.imshow(shown, cmap=cmap, vmin=0, vmax=top, interpolation="nearest")
         ax.grid(False)
         threshold = 0.6 * max(top, 1)
@@ -252,4 +252,4 @@ def confusion_matrix(
         ax.set_ylabel("true class")
         fig.colorbar(image, ax=ax, label=unit, shrink=0.85)
         ax.set_title(f"{title} (accuracy {100 * accuracy:.1f}%, {int(total)} images)")
-        return _finish(fig)
+        return finish_figure(fig)

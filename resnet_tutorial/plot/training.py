@@ -14,15 +14,15 @@ from matplotlib.ticker import NullFormatter
 
 from ._style import (
     History,
-    _color,
-    _drawn,
-    _figure_and_axes,
-    _finish,
-    _log_y,
-    _new_figure,
-    _numbers,
-    _percent,
-    _positive,
+    as_numbers,
+    as_percent,
+    check_drawn,
+    figure_and_axes,
+    finish_figure,
+    log_y,
+    new_figure,
+    palette_color,
+    positive,
     style,
 )
 
@@ -35,8 +35,12 @@ def _error_columns(history: History, name: str) -> tuple[np.ndarray, np.ndarray,
     def column(key: str) -> Any:
         return history[key] if isinstance(history, Mapping) else getattr(history, key)
 
-    train = _percent(column("train_error"), f"{name}.train_error")
-    return _numbers(column("epoch")), train, _percent(column("test_error"), f"{name}.test_error")
+    train = as_percent(column("train_error"), f"{name}.train_error")
+    return (
+        as_numbers(column("epoch")),
+        train,
+        as_percent(column("test_error"), f"{name}.test_error"),
+    )
 
 
 def training_curves(
@@ -61,7 +65,7 @@ def training_curves(
             the legend: "validation" when `fit` was given a validation split.
     """
     with style():
-        fig, ax = _figure_and_axes(ax, (6.4, 4.2))
+        fig, ax = figure_and_axes(ax, (6.4, 4.2))
         for i, (name, run) in enumerate(runs.items()):
             seeds = run if isinstance(run, (list, tuple)) else [run]
             columns = [_error_columns(h, f"runs[{name!r}]") for h in seeds]
@@ -69,13 +73,18 @@ def training_curves(
             lines = (("train", "--", 1.0), (held_out, "-", 2.4))  # the paper's Fig. 6
             for k, (part, dashes, width) in enumerate(lines, start=1):
                 errors = np.stack([c[k] for c in columns])  # (seeds, epochs), in %
-                ax.plot(epoch, errors.mean(0), dashes, lw=width, color=_color(i),
+                ax.plot(epoch, errors.mean(0), dashes, lw=width, color=palette_color(i),
                         label=f"{name} {part}")  # fmt: skip
                 if len(seeds) > 1:
                     ax.fill_between(
-                        epoch, errors.min(0), errors.max(0), color=_color(i), alpha=0.18, lw=0
+                        epoch,
+                        errors.min(0),
+                        errors.max(0),
+                        color=palette_color(i),
+                        alpha=0.18,
+                        lw=0,
                     )
-        runs_legend = [Line2D([], [], color=_color(i), label=n) for i, n in enumerate(runs)]
+        runs_legend = [Line2D([], [], color=palette_color(i), label=n) for i, n in enumerate(runs)]
         kinds = [Line2D([], [], color="0.3", ls="--", lw=1.0, label="train"),
                  Line2D([], [], color="0.3", ls="-", lw=2.4, label=held_out)]  # fmt: skip
         ax.legend(handles=runs_legend + kinds, ncols=2 if len(runs) > 3 else 1)
@@ -84,7 +93,7 @@ def training_curves(
         if ylim is not None:
             ax.set_ylim(*ylim)
         ax.set_title(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 def paper_curves(
@@ -105,16 +114,16 @@ def paper_curves(
         reference: label → a published error (a fraction, like the histories'), drawn in every
             panel as a thin black horizontal line, e.g. {"Table 6": 0.0875}.
     """
-    levels = {label: float(_percent([error], f"reference[{label!r}]")[0])
+    levels = {label: float(as_percent([error], f"reference[{label!r}]")[0])
               for label, error in (reference or {}).items()}  # fmt: skip
     with style():
-        fig = _new_figure((5.2 * len(panels), 4.2))
+        fig = new_figure((5.2 * len(panels), 4.2))
         axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
         for ax, (panel, runs) in zip(axes, panels.items()):
             for i, (name, history) in enumerate(runs.items()):
                 epoch, train, test = _error_columns(history, f"panels[{panel!r}][{name!r}]")
-                ax.plot(epoch, train, "--", lw=1.0, color=_color(i))
-                ax.plot(epoch, test, "-", lw=2.4, color=_color(i), label=name)
+                ax.plot(epoch, train, "--", lw=1.0, color=palette_color(i))
+                ax.plot(epoch, test, "-", lw=2.4, color=palette_color(i), label=name)
             for drop in lr_drops:
                 ax.axvline(drop, color="0.5", ls=":", lw=1.0)
             for k, (label, level) in enumerate(levels.items()):
@@ -127,7 +136,7 @@ def paper_curves(
             ax.set_ylim(*ylim)
         axes[0].set_ylabel("error (%)")
         fig.suptitle(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 def time_to_error(
@@ -147,24 +156,24 @@ def time_to_error(
         reference: label → a published error (a fraction), drawn as a horizontal line.
     """
     with style():
-        fig, ax = _figure_and_axes(ax, (6.4, 4.2))
+        fig, ax = figure_and_axes(ax, (6.4, 4.2))
         for i, (name, run) in enumerate(runs.items()):
             seeds = run if isinstance(run, (list, tuple)) else [run]
             for k, history in enumerate(seeds):
-                seconds = np.cumsum(_numbers(history.seconds))
-                error = _percent(history.test_error, f"runs[{name!r}].test_error")
+                seconds = np.cumsum(as_numbers(history.seconds))
+                error = as_percent(history.test_error, f"runs[{name!r}].test_error")
                 tested = np.isfinite(error)
-                ax.plot(seconds[tested], error[tested], "o-", ms=3.5, lw=1.4, color=_color(i),
-                        label=name if k == 0 else None)  # fmt: skip
+                ax.plot(seconds[tested], error[tested], "o-", ms=3.5, lw=1.4,
+                        color=palette_color(i), label=name if k == 0 else None)  # fmt: skip
         for k, (label, level) in enumerate((reference or {}).items()):
-            level = float(_percent([level], f"reference[{label!r}]")[0])
+            level = float(as_percent([level], f"reference[{label!r}]")[0])
             ax.axhline(level, color="black", ls=("-.", (0, (1, 3)))[k % 2], lw=1.0, label=label)
         ax.set_xscale("log")
         ax.set_xlabel("wall-clock seconds since the start of training (log scale)")
         ax.set_ylabel("test error (%)")
         ax.legend()
         ax.set_title(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 def lr_schedule(
@@ -184,20 +193,20 @@ def lr_schedule(
         log: logarithmic learning-rate axis (step decays become equal steps).
     """
     with style():
-        fig, ax = _figure_and_axes(ax, (6.4, 3.6))
+        fig, ax = figure_and_axes(ax, (6.4, 3.6))
         for i, (name, rates) in enumerate(schedules.items()):
-            lr = _numbers(rates)
+            lr = as_numbers(rates)
             if log:
-                _positive(lr, f"schedules[{name!r}]")
+                positive(lr, f"schedules[{name!r}]")
             x = np.arange(len(lr), dtype=float) / (steps_per_epoch or 1)
-            ax.plot(x, lr, color=_color(i), label=name, drawstyle="steps-post")
+            ax.plot(x, lr, color=palette_color(i), label=name, drawstyle="steps-post")
         ax.set_xlabel("iteration" if steps_per_epoch is None else "epoch")
         ax.set_ylabel("learning rate")
         if log:
-            _log_y(ax)
+            log_y(ax)
         ax.legend()
         ax.set_title(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 # --------------------------------------------------------------------------- results
@@ -224,27 +233,27 @@ def error_vs_depth(
         spread: name (of `errors`) → uncertainty (a fraction) at each depth, such as a
             sampling error or a standard deviation over seeds; drawn as ± error bars.
     """
-    _drawn(spread, "spread", errors, "errors")
-    d = _numbers(depths)
-    colors = {name: _color(i) for i, name in enumerate(errors)}
+    check_drawn(spread, "spread", errors, "errors")
+    d = as_numbers(depths)
+    colors = {name: palette_color(i) for i, name in enumerate(errors)}
     with style():
-        fig, ax = _figure_and_axes(ax, (5.6, 3.8))
+        fig, ax = figure_and_axes(ax, (5.6, 3.8))
         for name, values in errors.items():
-            y = _percent(values, f"errors[{name!r}]")
+            y = as_percent(values, f"errors[{name!r}]")
             ax.plot(d, y, "o-", color=colors[name], label=name)
             if spread and name in spread:
-                e = _percent(spread[name], f"spread[{name!r}]")
+                e = as_percent(spread[name], f"spread[{name!r}]")
                 ax.errorbar(d, y, yerr=e, fmt="none", ecolor=colors[name], capsize=3)
         for i, (name, values) in enumerate((reference or {}).items()):
-            y = _percent(values, f"reference[{name!r}]")
-            color = colors.get(name, _color(len(errors) + i))
+            y = as_percent(values, f"reference[{name!r}]")
+            color = colors.get(name, palette_color(len(errors) + i))
             ax.plot(d, y, "o:", color=color, mfc="white", label=f"{name} ({reference_label})")
         ax.set_xticks(d, [f"{v:g}" for v in d])
         ax.set_xlabel("depth (weighted layers)")
         ax.set_ylabel(ylabel)
         ax.legend()
         ax.set_title(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 def accuracy_vs_labels(
@@ -267,16 +276,16 @@ def accuracy_vs_labels(
         chance: the accuracy of guessing (a fraction), drawn as a dashed line.
         ylim: y range in percent; the whole range by default, so that gaps are not magnified.
     """
-    x = _positive(_numbers(labels_per_class), "labels_per_class")
-    _drawn(spread, "spread", results, "results")
+    x = positive(as_numbers(labels_per_class), "labels_per_class")
+    check_drawn(spread, "spread", results, "results")
     with style():
-        fig, ax = _figure_and_axes(ax, (6.0, 4.2))
+        fig, ax = figure_and_axes(ax, (6.0, 4.2))
         for i, (name, values) in enumerate(results.items()):
-            y = _percent(values, f"results[{name!r}]")
-            ax.plot(x, y, "o-", color=_color(i), label=name)
+            y = as_percent(values, f"results[{name!r}]")
+            ax.plot(x, y, "o-", color=palette_color(i), label=name)
             if spread and name in spread:
-                s = _percent(spread[name], f"spread[{name!r}]")
-                ax.errorbar(x, y, yerr=s, fmt="none", ecolor=_color(i), capsize=4)
+                s = as_percent(spread[name], f"spread[{name!r}]")
+                ax.errorbar(x, y, yerr=s, fmt="none", ecolor=palette_color(i), capsize=4)
         if chance is not None:
             ax.axhline(100 * chance, color="0.4", ls="--", lw=1.0, label="chance")
         ax.set_xscale("log")
@@ -287,7 +296,7 @@ def accuracy_vs_labels(
         ax.set_ylim(*ylim)
         ax.legend()
         ax.set_title(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 # --------------------------------------------------------------------------- through depth
@@ -317,26 +326,26 @@ def gradient_norms(
         log: logarithmic y axis (vanishing gradients span decades).
     """
     with style():
-        fig, ax = _figure_and_axes(ax, (6.4, 3.8))
+        fig, ax = figure_and_axes(ax, (6.4, 3.8))
         boundaries: set[int] = set()
         for i, (name, values) in enumerate(norms.items()):
             values = list(values)
             if values and isinstance(values[0], (tuple, list)):
                 boundaries.update(_stage_starts([str(block) for block, _ in values]))
                 values = [norm for _, norm in values]
-            y = _numbers(values)
+            y = as_numbers(values)
             if log:
-                _positive(y, f"norms[{name!r}]")
-            ax.plot(np.arange(1, len(y) + 1), y, "o-", color=_color(i), label=name, ms=3.5)
+                positive(y, f"norms[{name!r}]")
+            ax.plot(np.arange(1, len(y) + 1), y, "o-", color=palette_color(i), label=name, ms=3.5)
         for start in sorted(boundaries):
             ax.axvline(start - 0.5, color="0.6", ls=":", lw=1, gid="stage start")
         ax.set_xlabel("block index (input → output)")
         ax.set_ylabel(ylabel)
         if log:
-            _log_y(ax)
+            log_y(ax)
         ax.legend()
         ax.set_title(title)
-        return _finish(fig)
+        return finish_figure(fig)
 
 
 def layer_responses(
@@ -352,16 +361,16 @@ def layer_responses(
             lines where a stage begins), the bottom panel sorted from largest to smallest.
     """
     with style():
-        fig = _new_figure((7.2, 6.0))
+        fig = new_figure((7.2, 6.0))
         by_layer, by_size = fig.subplots(2, 1)
         boundaries: set[int] = set()
         for i, (name, values) in enumerate(stds.items()):
             values = list(values)
             layers = [str(layer) for layer, _ in values]
-            y = _numbers([std for _, std in values])
+            y = as_numbers([std for _, std in values])
             boundaries.update(_stage_starts(layers))
             x = np.arange(1, len(y) + 1)
-            look = {"color": _color(i), "marker": "osD^vP"[i % 6], "ms": 3.5, "lw": 1.2}
+            look = {"color": palette_color(i), "marker": "osD^vP"[i % 6], "ms": 3.5, "lw": 1.2}
             by_layer.plot(x, y, label=name, **look)
             by_size.plot(x, np.sort(y)[::-1], label=name, **look)
         for start in sorted(boundaries):
@@ -373,4 +382,4 @@ def layer_responses(
             ax.set_ylim(bottom=0)
         by_layer.legend()
         fig.suptitle(title)
-        return _finish(fig)
+        return finish_figure(fig)

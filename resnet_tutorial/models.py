@@ -111,35 +111,10 @@ class ResNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        # Each option is checked once, here or where it is used (make_shortcut: shortcut,
-        # Bottleneck: stride_on, _make_stem: stem).
-        check_positive_int("num_classes", num_classes)
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("groups", groups)
-        check_positive_int("width_per_group", width_per_group)
-        if not isinstance(preact, bool):
-            raise TypeError(f"preact must be True or False, got {preact!r}")
-        if len(layers) == 0 or len(layers) != len(widths):
-            raise ValueError(
-                f"layers and widths need one entry per stage, got layers={list(layers)} and "
-                f"widths={list(widths)}"
-            )
-        if zero_init_residual and shortcut is None:
-            raise ValueError("zero_init_residual=True needs a residual network, got shortcut=None")
-        block_options = {}
-        if block in BOTTLENECKS:
-            block_options = {"groups": groups, "width_per_group": width_per_group,
-                             "stride_on": stride_on}  # fmt: skip
-        else:
-            given = {"groups": groups, "width_per_group": width_per_group, "stride_on": stride_on}
-            changed = [f"{k}={v!r}" for k, v in given.items() if v != BASIC_BLOCK_OPTIONS[k]]
-            if changed:
-                raise ValueError(
-                    f"{', '.join(changed)} need bottleneck blocks (depth 50, 101 or 152): a "
-                    "basic block has no grouped 3×3 to widen and no 1×1 conv to put the stride on"
-                )
-        if preact:
-            block = PREACT.get(block, block)
+        block, block_options = _checked_block(
+            block, layers, widths, num_classes, in_channels, shortcut, stride_on, preact,
+            groups, width_per_group, zero_init_residual,
+        )  # fmt: skip
         self.in_channels = in_channels
         self._make_stem(stem, in_channels, widths[0], preact)
         # The body: torchvision writes layer1 … layer4 out; the CIFAR nets have three stages and
@@ -211,12 +186,69 @@ class ResNet(nn.Module):
 
     def head(self, x: Tensor) -> Tensor:
         """Global average pooling and the classifier: (N, C, H, W) → (N, num_classes)."""
+        return self.fc(self.pool(x))
+
+    def pool(self, x: Tensor) -> Tensor:
+        """The body's output averaged over positions, (N, C, H, W) → (N, C); a pre-activation
+        net first applies its final BN-ReLU."""
         if self.post_norm is not None:
             x = self.post_norm(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def features(self, x: Tensor) -> Tensor:
+        """What the classifier reads: `pool(body(stem(x)))`, (N, C)."""
+        return self.pool(self.body(self.stem(x)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(self.stem(x)))
+
+
+def _checked_block(
+    block: Block, layers: Sequence[int], widths: Sequence[int], num_classes: int,
+    in_channels: int, shortcut: Shortcut, stride_on: StrideOn, preact: bool, groups: int,
+    width_per_group: int, zero_init_residual: bool,
+) -> tuple[Block, dict[str, object]]:  # fmt: skip
+    """`ResNet`'s arguments checked (shortcut, stride_on and stem are checked where they are
+    used: `make_shortcut`, the bottlenecks, `ResNet._make_stem`); returns the block class of
+    every stage (its pre-activation twin for `preact`) and the options each block takes."""
+    check_positive_int("num_classes", num_classes)
+    check_positive_int("in_channels", in_channels)
+    check_positive_int("groups", groups)
+    check_positive_int("width_per_group", width_per_group)
+    if not isinstance(preact, bool):
+        raise TypeError(f"preact must be True or False, got {preact!r}")
+    if len(layers) == 0 or len(layers) != len(widths):
+        raise ValueError(
+            f"layers and widths need one entry per stage, got layers={list(layers)} and "
+            f"widths={list(widths)}"
+        )
+    if zero_init_residual and shortcut is None:
+        raise ValueError("zero_init_residual=True needs a residual network, got shortcut=None")
+    options = {"groups": groups, "width_per_group": width_per_group, "stride_on": stride_on}
+    if block not in BOTTLENECKS:
+        changed = [f"{k}={v!r}" for k, v in options.items() if v != BASIC_BLOCK_OPTIONS[k]]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} need bottleneck blocks (depth 50, 101 or 152): a "
+                "basic block has no grouped 3×3 to widen and no 1×1 conv to put the stride on"
+            )
+        options = {}
+    return (PREACT.get(block, block) if preact else block), options
+
+
+def _check_depth(depth: object, allowed: str, ok: bool) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"depth must be an int, got {type(depth).__name__} {depth!r}")
+    if not ok:
+        raise ValueError(f"depth must be {allowed}, got {depth}")
+
+
+def cifar_blocks_per_stage(depth: int) -> int:
+    """n of a CIFAR network of depth 6n + 2 (Sec. 4.2), after checking that `depth` is one."""
+    examples = ", ".join(map(str, CIFAR_DEPTHS))
+    ok = isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0
+    _check_depth(depth, f"6n + 2 with n >= 1 (e.g. {examples})", ok)
+    return (depth - 2) // 6
 
 
 def resnet(
@@ -232,10 +264,7 @@ def resnet(
     zero_init_residual: bool = False,
 ) -> ResNet:
     """An ImageNet ResNet of depth 18, 34, 50, 101 or 152 (He et al. 2016a, Table 1)."""
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"depth must be an int, got {type(depth).__name__} {depth!r}")
-    if depth not in DEPTHS:
-        raise ValueError(f"depth must be one of {sorted(DEPTHS)} (Table 1), got {depth}")
+    _check_depth(depth, f"one of {sorted(DEPTHS)} (Table 1)", depth in DEPTHS)
     block, layers = DEPTHS[depth]
     return ResNet(
         block, layers, num_classes, stem=stem, shortcut=shortcut, stride_on=stride_on,
@@ -290,15 +319,8 @@ def cifar_resnet(
 ) -> ResNet:
     """A CIFAR ResNet of depth 6n + 2: three stages of n basic blocks, 16/32/64 channels
     (He et al. 2016a, Sec. 4.2). `shortcut=None` gives the plain network of the same depth."""
-    if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"depth must be an int, got {type(depth).__name__} {depth!r}")
-    if depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"depth must be 6n + 2 with n >= 1 (e.g. {', '.join(map(str, CIFAR_DEPTHS))}), "
-            f"got {depth}"
-        )
+    n = cifar_blocks_per_stage(depth)
     check_positive_int("width", width)
-    n = (depth - 2) // 6
     return ResNet(
         BasicBlock, (n, n, n), num_classes, stem="cifar", widths=(width, 2 * width, 4 * width),
         shortcut=shortcut, preact=preact, zero_init_residual=zero_init_residual,
