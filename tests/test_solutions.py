@@ -16,9 +16,10 @@ what a reader pastes into a fresh notebook after the page's imports, and owes no
 chapter's notebook or to another exercise.
 
 The chapters' quick scale applies (`RESNET_TUTORIAL_SCALE=quick`), and every `rt.fit` is capped
-at 2 optimizer steps (`RESNET_TUTORIAL_MAX_STEPS=2`, as in `make test-full-path`), so a solution
-that trains runs every line in seconds; its trained numbers are not checked (such a block has no
-```text output after it). Data come from `$RESNET_TUTORIAL_DATA`, as everywhere in the suite.
+at 2 optimizer steps (`RESNET_TUTORIAL_MAX_STEPS=2`, as in `make test-full-path`) and every data
+set to its first 20 images of each class (`RESNET_TUTORIAL_MAX_PER_CLASS=20`), so a solution
+that trains or evaluates runs every line in seconds; its trained numbers are not checked (such a
+block has no ```text output after it). Data come from `$RESNET_TUTORIAL_DATA`, as everywhere in the suite.
 
 A page whose code needs an optional extra (the appendix on Keras and Lightning needs
 `resnet_tutorial[frameworks]`) is listed in NEEDS, and skipped, with that reason, where the extra
@@ -196,6 +197,7 @@ def solution_environment(monkeypatch) -> Iterator[list[str]]:
     """The quick scale, 2-step fits, a record of the checks that returned; RNGs left as found."""
     monkeypatch.setenv("RESNET_TUTORIAL_SCALE", "quick")
     monkeypatch.setenv("RESNET_TUTORIAL_MAX_STEPS", "2")
+    monkeypatch.setenv("RESNET_TUTORIAL_MAX_PER_CLASS", "20")  # what a 2-step fit can use
     passed: list[str] = []
 
     def recording(name, check):
