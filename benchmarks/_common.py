@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -13,6 +14,10 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# The machine's load when the benchmark started (`parse_args`): 1-minute average of runnable
+# processes, as `uptime` shows it. On an idle machine it is near 0; a number near the cores'
+# count means the timings shared the machine.
+_LOAD_AT_START: float | None = None
 
 
 def sync(device: torch.device | str = "cpu") -> None:
@@ -48,11 +53,23 @@ def interleaved_median_seconds(
     warmup: int = 1,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """`median_seconds` of several functions, timed in turns (a, b, b, a, a, b, ...).
+    """`median_seconds` of several functions, timed in turns (`interleaved_seconds`)."""
+    times = interleaved_seconds(fns, repeats=repeats, warmup=warmup, device=device)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def interleaved_seconds(
+    fns: dict[str, Callable[[], object]],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    device: torch.device | str = "cpu",
+) -> dict[str, list[float]]:
+    """Wall times of several functions over `repeats` rounds, timed in turns (a, b, b, a, ...).
 
     Taking turns spreads slow drift of the machine (other load, clock speed, heat) over all of
     them alike, and reversing the order every other round cancels any advantage of going first,
-    so that their ratio stays fair.
+    so that their ratio stays fair; round i's times of two functions make a pair.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -65,7 +82,7 @@ def interleaved_median_seconds(
             fn()
             sync(device)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
 
 
 def load_cifar10(per_class: int | None, test_per_class: int | None):
@@ -82,7 +99,10 @@ def load_cifar10(per_class: int | None, test_per_class: int | None):
 
 
 def parse_args(description: str | None) -> argparse.Namespace:
-    """The options every benchmark takes: `--quick` (a smoke test of seconds) and `--out`."""
+    """The options every benchmark takes: `--quick` (a smoke test of seconds) and `--out`; notes
+    the machine's load at the start, for the JSON file."""
+    global _LOAD_AT_START
+    _LOAD_AT_START = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -118,15 +138,29 @@ def write_json(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
     machine = {
+        "device_name": cpu_name(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cpu_threads": torch.get_num_threads(),
+        "cpu_cores": os.cpu_count(),
+        "load_average_at_start": _LOAD_AT_START,
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
     path.write_text(json.dumps({"machine": machine, "rows": rows, **extra}, indent=2) + "\n")
     root = RESULTS.parent.parent
     print(f"\nwrote {path.relative_to(root) if path.is_relative_to(root) else path}")
     return path
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _fmt(value: object) -> str:

@@ -59,4 +59,9 @@ def test_quick_run_writes_its_rows(script, tmp_path):
         assert row["images/s"] > 0 and row["ratio"] > 0
     assert rows[0]["ratio"] == 1.0  # the baseline comes first
     assert result["quick"] is True and result["machine"]["cuda"] is None
+    assert result["machine"]["device_name"] and result["machine"]["cpu_cores"] == os.cpu_count()
+    assert result["machine"]["load_average_at_start"] >= 0
+    for row in rows:
+        if "ratio min" in row:  # the spread of the rounds' pairs holds the ratio of the medians
+            assert row["ratio min"] <= row["ratio"] <= row["ratio max"]
     assert "images/s" in done.stdout  # the table was printed
