@@ -151,7 +151,7 @@ book/results/fast_%.json:
 	$(FAST_CLI) --model cifar_$* --out runs/fast_$* --result $@ \
 		$$(test -f runs/fast_$*/checkpoint.pt && echo --resume)
 
-# The ablation, judged on the 45k/5k split (--split val5k), as the recipe was chosen: the
+# The ablation, judged on the 45k/5k split (--split val5k), as the recipe was checked: the
 # paper's step schedule compressed to the fast budget (bf16, 25 epochs), then one ingredient
 # added at a time up to the fast recipe, then each one taken out of it.
 ABLATION_paper_step := --schedule step --lr 0.1 --no-nesterov --label-smoothing 0 \
