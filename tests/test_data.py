@@ -449,6 +449,72 @@ def test_random_crop_is_a_window_of_the_zero_padded_image(shape, padding):
     assert torch.equal(out, again)  # bit for bit, from the same seed
 
 
+def crop_one_by_one(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """The oracle of random_crop: its documented draw, then F.pad and a slice, image by image."""
+    h, w = x.shape[-2:]
+    top, left = torch.randint(0, 2 * padding + 1, (2, len(x)), generator=generator).tolist()
+    crops = []
+    for image, i, j in zip(x, top, left):
+        crops.append(F.pad(image, (padding,) * 4)[:, i : i + h, j : j + w])
+    return torch.stack(crops)
+
+
+def flip_one_by_one(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The oracle of random_flip: its documented coins, then torch.flip, image by image."""
+    coins = torch.randint(0, 2, (len(x),), generator=generator).tolist()
+    return torch.stack([torch.flip(image, dims=[-1]) if coin else image
+                        for image, coin in zip(x, coins)])  # fmt: skip
+
+
+def some_images(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    if dtype == torch.bool:
+        return torch.rand(shape, generator=generator) < 0.5
+    if dtype.is_floating_point:
+        return (torch.randn(shape, generator=generator) * 50).to(dtype)
+    return torch.randint(0, 100, shape, generator=generator).to(dtype)
+
+
+AUGMENT_DTYPES = [torch.uint8, torch.int64, torch.float32, torch.float64, torch.bfloat16,
+                  torch.bool]  # fmt: skip
+AUGMENT_SHAPES = [(1, 3, 32, 32), (7, 1, 5, 7), (128, 3, 32, 32), (33, 4, 9, 6)]
+
+
+@pytest.mark.parametrize("dtype", AUGMENT_DTYPES, ids=str)
+@pytest.mark.parametrize("shape", AUGMENT_SHAPES, ids=str)
+@pytest.mark.parametrize("padding", [0, 1, 4])
+def test_random_crop_and_flip_equal_a_loop_over_images(dtype, shape, padding):
+    for seed in range(3):
+        x = some_images(shape, dtype, seed)
+        # A generator shared by two batches in a row, crop then flip, as the loader uses it: the
+        # same draws in the same order, and no extra draws (the second batch would differ).
+        ours, oracle = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        for _ in range(2):
+            crops = rtdata.random_crop(x, padding, ours)
+            expected = crop_one_by_one(x, padding, oracle)
+            assert crops.dtype == dtype and torch.equal(crops, expected)
+            flips = rtdata.random_flip(crops, ours)
+            assert flips.dtype == dtype and torch.equal(flips, flip_one_by_one(crops, oracle))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda x: x.to(memory_format=torch.channels_last),
+        lambda x: x.repeat_interleave(2, dim=-1)[..., ::2],  # strided, not contiguous
+        lambda x: torch.cat([x, x])[len(x) :],  # a view that starts inside its storage
+    ],
+    ids=["channels_last", "strided", "offset"],
+)
+def test_random_crop_and_flip_of_any_memory_layout(layout):
+    x = some_images((20, 3, 9, 11), torch.uint8, seed=5)
+    view = layout(x)
+    crops = rtdata.random_crop(view, 3, torch.Generator().manual_seed(1))
+    assert torch.equal(crops, crop_one_by_one(x, 3, torch.Generator().manual_seed(1)))
+    flips = rtdata.random_flip(view, torch.Generator().manual_seed(2))
+    assert torch.equal(flips, flip_one_by_one(x, torch.Generator().manual_seed(2)))
+
+
 def test_random_flip_is_torch_flip_or_identity():
     x = torch.randint(0, 256, (200, 3, 8, 8), dtype=torch.uint8,
                       generator=torch.Generator().manual_seed(3))  # fmt: skip
