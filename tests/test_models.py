@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import re
 
@@ -28,25 +29,31 @@ IMAGENET_COUNTS = {
 CIFAR_COUNTS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
 
 
+def on_meta(build, *args, **kwargs) -> nn.Module:
+    """The model without storage (shapes only): counting needs no weights, and skips their init."""
+    with torch.device("meta"):
+        return build(*args, **kwargs)
+
+
 @pytest.mark.parametrize("name", list(IMAGENET_COUNTS))
 def test_imagenet_counts_match_published(name):
     builder, parameters, gmac = IMAGENET_COUNTS[name]
-    model = builder()
+    model = on_meta(builder)
     assert rt.count_parameters(model) == parameters
     assert round(rt.count_macs(model) / 1e9, 3) == gmac
 
 
 def test_stride_on_1x1_keeps_parameters_and_costs_less():
-    model = rt.resnet50(stride_on="1x1")
+    model = on_meta(rt.resnet50, stride_on="1x1")
     assert rt.count_parameters(model) == 25_557_032
     assert round(rt.count_macs(model) / 1e9, 3) == 3.858
 
 
 @pytest.mark.parametrize("depth", list(CIFAR_COUNTS))
 def test_cifar_counts_match_published(depth):
-    assert rt.count_parameters(rt.cifar_resnet(depth)) == CIFAR_COUNTS[depth]
+    assert rt.count_parameters(on_meta(rt.cifar_resnet, depth)) == CIFAR_COUNTS[depth]
     # The plain net has the same parameters: option A's shortcuts have none (Sec. 4.2).
-    assert rt.count_parameters(rt.cifar_plain(depth)) == CIFAR_COUNTS[depth]
+    assert rt.count_parameters(on_meta(rt.cifar_plain, depth)) == CIFAR_COUNTS[depth]
 
 
 TORCHVISION = {
@@ -78,8 +85,12 @@ def test_stride_on_1x1_loads_torchvision_weights_but_computes_something_else():
     rt.measure.randomize_batchnorm(reference)  # fresh BN (0, 1) would hide a misplaced one
     ours = rt.resnet50(stride_on="1x1").eval()
     ours.load_state_dict(reference.state_dict(), strict=True)  # the keys alone prove nothing
+    original = copy.deepcopy(reference)  # the oracle: the paper's original bottleneck (v1),
+    for stage in (original.layer2, original.layer3, original.layer4):  # torchvision's
+        stage[0].conv1.stride, stage[0].conv2.stride = (2, 2), (1, 1)  # strides moved by hand
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
+        torch.testing.assert_close(ours(x), original(x), rtol=1e-4, atol=1e-5)
         assert not torch.allclose(ours(x), reference(x), rtol=1e-3, atol=1e-3)
 
 
@@ -126,17 +137,17 @@ def _changing(pairs, blocks):
 )
 def test_shortcut_options_cost_what_they_should(build, widths, blocks, stem_width):
     pairs = _block_channels(widths, blocks, stem_width)
-    a = rt.count_parameters(build("A"))
-    assert a == rt.count_parameters(build(None))  # option A adds no parameters at all
-    assert rt.count_parameters(build("B")) - a == _projection_cost(_changing(pairs, blocks))
-    assert rt.count_parameters(build("D")) - a == _projection_cost(_changing(pairs, blocks))
-    assert rt.count_parameters(build("C")) - a == _projection_cost(pairs)
+    count = {s: rt.count_parameters(on_meta(build, s)) for s in ("A", "B", "C", "D", None)}
+    assert count["A"] == count[None]  # option A adds no parameters at all
+    assert count["B"] - count["A"] == _projection_cost(_changing(pairs, blocks))
+    assert count["D"] - count["A"] == _projection_cost(_changing(pairs, blocks))
+    assert count["C"] - count["A"] == _projection_cost(pairs)
 
 
 def test_resnet34_option_b_adds_three_projections():
     # Hand count: 1×1 projections 64→128, 128→256, 256→512, each with BN (Table 3).
     extra = (64 * 128 + 256) + (128 * 256 + 512) + (256 * 512 + 1024)
-    assert rt.count_parameters(rt.resnet34(shortcut="A")) == 21_797_672 - extra
+    assert rt.count_parameters(on_meta(rt.resnet34, shortcut="A")) == 21_797_672 - extra
 
 
 def test_option_a_pads_zeros_on_both_sides_like_the_cifar_checkpoints():
@@ -235,12 +246,18 @@ def test_scale_free_gradient_norms_do_not_change_when_a_conv_before_bn_is_rescal
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8)
     before = rt.gradient_norms(model, x, y, scale_free=True)
     plain_before = rt.gradient_norms(model, x, y)
+    nn.functional.cross_entropy(model(x), y).backward()  # by hand, before the rescaling
+    first = model.layer1[0]
+    conv1_squared = first.conv1.weight.grad.norm() ** 2
+    others_squared = sum(p.grad.norm() ** 2 for p in first.parameters()) - conv1_squared
     with torch.no_grad():
         model.layer1[0].conv1.weight.mul_(1000.0)  # BN (train mode) cancels the scale
     after = rt.gradient_norms(model, x, y, scale_free=True)
     plain_after = rt.gradient_norms(model, x, y)
     assert [v for _, v in after] == pytest.approx([v for _, v in before], rel=1e-3)
-    # the plain norm of that block falls (its conv1 gradient shrinks 1000×), the others stay
+    # the plain norm of that block falls: its conv1 gradient shrinks 1000×, the rest stays
+    expected = (others_squared + conv1_squared / 1000**2).sqrt().item()
+    assert plain_after[0][1] == pytest.approx(expected, rel=1e-3)
     assert plain_after[0][1] < 0.9 * plain_before[0][1]
     assert plain_after[1][1] == pytest.approx(plain_before[1][1], rel=1e-3)
     # by hand: ‖∂L/∂W‖·‖W‖ over the block's two convolutions

@@ -91,7 +91,9 @@ def test_training_curves_draw_train_thin_dashed_and_test_bold_in_percent_as_fig_
         np.testing.assert_allclose(train.get_ydata(), 100 * np.array(get("train_error")))
         np.testing.assert_allclose(test.get_ydata(), 100 * np.array(get("test_error")))
         np.testing.assert_array_equal(train.get_xdata(), get("epoch"))
-    assert lines["plain-20 train"].get_color() != lines["resnet-20 train"].get_color()
+    # one colour per run, the palette's in the runs' order, so the runs are told apart
+    colors = [lines[f"{name} train"].get_color() for name in runs]
+    assert colors == list(plot.PALETTE[:2]) and plot.PALETTE[0] != plot.PALETTE[1]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["plain-20", "resnet-20", "train", "test"]
 

@@ -7,6 +7,7 @@ out by hand, and parameter sets built by hand from parameter names.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import urllib.error
@@ -19,7 +20,7 @@ from torch.nn import functional as F
 
 import resnet_tutorial as rt
 from resnet_tutorial import transfer
-from resnet_tutorial.train import TrainConfig, make_optimizer, make_scheduler
+from resnet_tutorial.train import TrainConfig, make_optimizer, make_scheduler, train_loader
 
 TORCHVISION = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34,
                50: torchvision.models.resnet50}  # fmt: skip
@@ -237,10 +238,13 @@ def test_frozen_bn_keeps_its_statistics_in_train_mode():
     model = rt.freeze(rt.cifar_resnet(20), "body")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    model(torch.randn(8, 3, 32, 32) * 3 + 1)
+    x = torch.randn(8, 3, 32, 32) * 3 + 1
+    model(x)
     after = model.state_dict()
     changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"bn1"}  # the stem's BN was not frozen: it updated its statistics
+    with torch.no_grad():  # by hand, from the fresh (0, 1): 0.9 · 0 + 0.1 · the batch's mean
+        torch.testing.assert_close(after["bn1.running_mean"], 0.1 * model.conv1(x).mean((0, 2, 3)))
 
 
 def test_freeze_without_freezing_bn_lets_statistics_adapt():
@@ -248,9 +252,15 @@ def test_freeze_without_freezing_bn_lets_statistics_adapt():
     assert not any(p.requires_grad for p in model.parameters())
     model.train()
     assert all(_bn_modes(model).values())
-    running = model.layer2[0].bn1.running_mean.clone()
+    norm = model.layer2[0].bn1
+    running = norm.running_mean.clone()
+    seen = []
+    norm.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].detach()))
     model(torch.randn(4, 3, 32, 32))
-    assert not torch.equal(running, model.layer2[0].bn1.running_mean)
+    # by hand: torch's momentum 0.1 on the mean of what this BN saw
+    expected = 0.9 * running + 0.1 * seen[0].mean((0, 2, 3))
+    torch.testing.assert_close(norm.running_mean, expected)
+    assert (expected - running).abs().max() > 1e-3  # it moved: the batch is not at its mean
 
 
 def test_unfreeze_restores_training_and_bn_modes():
@@ -283,7 +293,8 @@ def test_freezing_keeps_the_optimizer_parameters_and_unfreezing_trains_them_agai
     model(torch.randn(4, 3, 32, 32)).square().mean().backward()
     optimizer.step()
     assert gamma is params[[id(p) for p in params].index(id(gamma))]
-    assert not torch.equal(before, gamma.detach())
+    assert gamma.grad.abs().max() > 0
+    torch.testing.assert_close(gamma.detach(), before - 0.1 * gamma.grad)  # SGD, lr 0.1, by hand
 
 
 def _norms(model: nn.Module) -> list[nn.Module]:
@@ -291,8 +302,6 @@ def _norms(model: nn.Module) -> list[nn.Module]:
 
 
 def test_frozen_bn_survives_deepcopy_and_state_dict_round_trip():
-    import copy
-
     model = rt.freeze(rt.cifar_resnet(20), "stem")
     clone = copy.deepcopy(model).train()
     assert not clone.bn1.training and clone.layer1[0].bn1.training
@@ -425,12 +434,19 @@ def test_fit_without_frozen_bn_lets_statistics_drift():
     for p in model.parameters():
         p.requires_grad_(False)
     rt.replace_head(model, 10)
-    before = model.bn1.running_mean.clone()
-    weights = model.conv1.weight.clone()
+    running = model.bn1.running_mean.clone()
+    conv1 = copy.deepcopy(model.conv1)
     data = _tiny_data()
     rt.fit(model, data, data, QUICK)
-    assert torch.equal(weights, model.conv1.weight)
-    assert not torch.equal(before, model.bn1.running_mean)
+    assert torch.equal(conv1.weight, model.conv1.weight)
+    # by hand: each training batch of fit's (2 epochs of 3) moves the stem's BN by momentum 0.1
+    loader = train_loader(data, QUICK)
+    with torch.no_grad():
+        for epoch in range(1, QUICK.epochs + 1):
+            loader.set_epoch(epoch)
+            for x, _ in loader:
+                running = 0.9 * running + 0.1 * conv1(x).mean((0, 2, 3))
+    torch.testing.assert_close(model.bn1.running_mean, running)
 
 
 def test_make_optimizer_keeps_each_groups_lr_and_the_schedule_scales_it():
@@ -516,23 +532,28 @@ def _toy_problem(n=90, d=3, seed=0):
     return features, labels
 
 
-def test_the_linear_probe_reaches_the_optimum_that_gradient_descent_reaches():
-    # Oracle: the L2-regularised problem is strictly convex, so plain full-batch gradient
-    # descent, run long enough, reaches the same unique optimum; compare the two classifiers.
+def test_the_linear_probe_reaches_the_optimum_that_newtons_method_reaches():
+    # Oracle: the L2-regularised problem is convex (strictly, up to a constant added to every
+    # bias, which no probability sees), so another solver than the probe's L-BFGS reaches the
+    # same optimum: Newton's method on the 12 parameters, with the exact Hessian (its
+    # pseudo-inverse, for that flat direction); compare the two classifiers.
     features, labels = _toy_problem()
     head = rt.fit_linear_probe(features, labels, 3, weight_decay=0.05)
     x = features.double()
     shift, scale = x.mean(0), x.std(0)
     z = (x - shift) / scale
-    weight = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(3, dtype=torch.float64, requires_grad=True)
-    for _ in range(20_000):
-        loss = F.cross_entropy(z @ weight.T + bias, labels) + 0.05 / 2 * weight.square().sum()
-        gw, gb = torch.autograd.grad(loss, (weight, bias))
-        with torch.no_grad():
-            weight -= 0.5 * gw
-            bias -= 0.5 * gb
-    expected = (z @ weight.T + bias).detach()  # logits of the gradient-descent solution
+
+    def objective(theta: torch.Tensor) -> torch.Tensor:  # theta: the weight (3, 3), the bias (3)
+        weight, bias = theta[:9].view(3, 3), theta[9:]
+        return F.cross_entropy(z @ weight.T + bias, labels) + 0.05 / 2 * weight.square().sum()
+
+    theta = torch.zeros(12, dtype=torch.float64)
+    for _ in range(25):
+        gradient = torch.autograd.functional.jacobian(objective, theta)
+        hessian = torch.autograd.functional.hessian(objective, theta)
+        theta = theta - torch.linalg.pinv(hessian) @ gradient
+    assert torch.autograd.functional.jacobian(objective, theta).abs().max() < 1e-10  # converged
+    expected = z @ theta[:9].view(3, 3).T + theta[9:]  # logits of Newton's solution
     with torch.no_grad():
         got = head(features).double()
     # logits are defined up to a constant per sample: compare the log-probabilities
