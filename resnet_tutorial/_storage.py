@@ -147,7 +147,8 @@ def download_image_tree(
     part = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
     try:
         log.info("downloading %s into %s", url, folder)
-        with urllib.request.urlopen(url, timeout=60) as response:
+        request = urllib.request.Request(url, headers={"User-Agent": "resnet_tutorial"})
+        with urllib.request.urlopen(request, timeout=60) as response:  # follows redirects
             count = _unpack_tree(response, part, splits, classes, url)
         check(part)
         os.chmod(part, 0o755)  # mkdtemp makes it private; a data folder is for sharing
