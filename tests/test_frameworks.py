@@ -184,8 +184,11 @@ def test_keras_same_padding_differs_from_torch_at_stride_two_only():
 
 
 def test_a_2x2_stem_pool_keeps_the_shape_at_224_and_loses_a_column_at_226():
-    right = frameworks.keras_resnet(18)
-    wrong = frameworks.keras_resnet(18, options=frameworks.KerasOptions(stem_pool="2x2"))
+    # one block per stage: only the stem is probed
+    right = frameworks.keras_resnet(18, layers=(1, 1, 1, 1))
+    wrong = frameworks.keras_resnet(
+        18, layers=(1, 1, 1, 1), options=frameworks.KerasOptions(stem_pool="2x2")
+    )
     stem = {}
     for name, model in (("right", right), ("wrong", wrong)):
         probe = keras.Model(model.inputs, model.get_layer("maxpool").output)
