@@ -137,14 +137,18 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def data_source(train: data.ImageSet, root: Path | None) -> dict[str, Any]:
     """What the run trained on, without this machine's folders: the kind of source and its tree
-    relative to the data root, and a SHA-256 of the uint8 images and labels as loaded."""
-    folder = str(data.data_root(root).resolve())
+    relative to the data root, a SHA-256 of the uint8 images and labels as loaded, and, for
+    CIFAR-10's ImageFolder tree, the tree's `data.tree_sha256` (the book's copy has
+    `data.BOOK_CIFAR10_SHA256`)."""
+    folder = data.data_root(root).resolve()
     digest = hashlib.sha256(train.images.contiguous().numpy().tobytes())
     digest.update(train.labels.numpy().tobytes())
-    return {
-        "source": train.source.replace(folder + os.sep, "").replace(folder, "."),
-        "images_sha256": digest.hexdigest(),
-    }
+    source = train.source.replace(str(folder) + os.sep, "").replace(str(folder), ".")
+    found = {"source": source, "images_sha256": digest.hexdigest()}
+    tree = folder / "cifar10"
+    if source.split()[-1].startswith("cifar10/") and tree.is_dir():
+        found["tree_sha256"] = data.tree_sha256(tree)
+    return found
 
 
 def _record_commit(out: Path, commit: str | None, *, resumed: bool) -> list[str | None]:

@@ -69,6 +69,8 @@ def test_a_result_is_complete_and_consistent(path):
         assert not result["git_commit"].endswith("+dirty"), "a result from uncommitted code"
         assert result["git_commits"][-1] == result["git_commit"]
         assert not re.search(r"(^|\s)/", result["data_source"]["source"])  # no absolute path
+        if "tree_sha256" in result["data_source"]:  # recorded since the book's copy is pinned
+            assert result["data_source"]["tree_sha256"] == data.BOOK_CIFAR10_SHA256
 
 
 @pytest.mark.slow

@@ -658,6 +658,15 @@ def test_a_resumed_run_records_every_commit_and_val5k_trains_on_45k(tmp_path, mo
     assert result["git_commits"] == ["a" * 40, "b" * 40] and result["git_commit"] == "b" * 40
     # no folder of this machine in the data source: the tree is relative to the data root
     assert result["data_source"]["source"] == "tree cifar10/train45k"
+    assert "tree_sha256" not in result["data_source"]  # no such tree under the root
+    # With the tree there: the hash of its files, as sha256sum lines (tested in test_data.py)
+    (tmp_path / "cifar10" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "cifar10" / "train" / "cat" / "0001.jpg").write_bytes(b"not a jpeg")
+    line = f"{hashlib.sha256(b'not a jpeg').hexdigest()}  train/cat/0001.jpg\n"
+    train = tiny_cifar10("train45k", root=tmp_path, per_class=3)
+    assert (
+        cli.data_source(train, tmp_path)["tree_sha256"] == hashlib.sha256(line.encode()).hexdigest()
+    )
     assert result["split"] == "val5k" and result["train_images"] == 30
 
 
