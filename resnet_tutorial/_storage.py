@@ -214,15 +214,6 @@ def tree_files(folder: str | os.PathLike) -> list[str]:
     return sorted(paths, key=lambda path: path.encode())
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, lowercase hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _has_cifar_batches(folder: Path, split: str) -> bool:
     return all((folder / name).is_file() for name in _CIFAR_BATCHES[split])
 

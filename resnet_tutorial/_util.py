@@ -4,6 +4,7 @@ the package, so that every module can use it."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -79,3 +80,12 @@ def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
     """`with eval_mode(model):` — `training_mode(model, False)`: BN uses its running statistics
     and updates none, dropout draws nothing; every submodule's mode comes back afterwards."""
     return training_mode(model, False)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, lowercase hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from resnet_tutorial import _storage
-from resnet_tutorial._util import check_positive_int, positive_env
+from resnet_tutorial._util import check_positive_int, file_sha256, positive_env
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def tree_sha256(folder: str | os.PathLike) -> str:
     """
     digest = hashlib.sha256()
     for path in _storage.tree_files(folder):
-        digest.update(f"{_storage.file_sha256(Path(folder, path))}  {path}\n".encode())
+        digest.update(f"{file_sha256(Path(folder, path))}  {path}\n".encode())
     return digest.hexdigest()
 
 

@@ -12,7 +12,6 @@ ResNet has three kinds of parts, input to output: the stem, the stages `layer1` 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import warnings
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._util import check_positive_int, eval_mode, model_device, training_mode
+from ._util import check_positive_int, eval_mode, file_sha256, model_device, training_mode
 from .data import IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, as_tensors
 from .models import ResNet, cifar_resnet, resnet
 
@@ -102,7 +101,7 @@ def _hash_prefix(file_name: str) -> str:
 
 def _check_hash(path: Path) -> None:
     expected = _hash_prefix(path.name)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if not digest.startswith(expected):
         raise RuntimeError(
             f"invalid hash value for {path}: its SHA-256 starts with {digest[: len(expected)]}, "
