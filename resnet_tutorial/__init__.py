@@ -49,6 +49,7 @@ from .models import (
     resnext50_32x4d,
     wide_resnet50_2,
 )
+from .results import glue
 from .train import History, NonFiniteLossError, evaluate, fit, predict
 from .transfer import (
     extract_features,

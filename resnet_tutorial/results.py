@@ -120,3 +120,14 @@ def _file(file_name: str, folder: str | os.PathLike | None = None) -> Path:
                 f"from {RESULTS_URL} ({error}); `make results` makes the runs"
             ) from error
     return cached
+
+
+def glue(name: str, value: Any) -> None:
+    """Hand `value` to the book's text as `{glue:text}`name``: myst-nb's `glue(name, value,
+    display=False)` where myst-nb is installed (the book's build), nothing elsewhere (Colab), so
+    that a chapter runs where myst-nb is not installed."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=False)

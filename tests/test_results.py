@@ -141,6 +141,20 @@ def test_build_model_refuses_other_names():
         results.build_model("resnet20")
 
 
+def test_glue_hands_the_value_to_myst_nb_and_runs_without_it(monkeypatch, capsys):
+    import sys
+
+    import myst_nb
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda *args, **kwargs: calls.append((args, kwargs)))
+    results.glue("error", 12.5)
+    assert calls == [(("error", 12.5), {"display": False})]  # the book's build: hidden, glued
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # Colab: myst-nb not installed
+    assert results.glue("error", 12.5) is None
+    assert len(calls) == 1 and capsys.readouterr().out == ""
+
+
 # --- numbers the chapters glue into their prose ---------------------------------------------
 
 
