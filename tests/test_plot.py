@@ -143,6 +143,19 @@ def test_paper_curves_draws_each_run_its_lr_drops_and_the_published_error():
         plot.paper_curves(runs, title="t", reference={"T": 8.75})
 
 
+def test_paper_curves_join_the_tested_epochs_and_average_seeds_with_a_band():
+    nan = math.nan
+    seeds = [history([0.6, 0.4, 0.2], [nan, 0.5, 0.3]), history([0.4, 0.2, 0.1], [nan, 0.3, 0.2])]
+    ax = plot.paper_curves({"ResNet": {"r20": seeds}}, title="t").axes[0]
+    train, test = ax.lines[0], ax.lines[1]
+    np.testing.assert_allclose(train.get_ydata(), [50, 30, 15])  # the seeds' mean, every epoch
+    np.testing.assert_allclose(test.get_xdata(), [2, 3])  # epoch 1 had no test pass
+    np.testing.assert_allclose(test.get_ydata(), [40, 25])
+    assert test.get_marker() == "o"  # sparse test passes are marked
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(20.0) and band.max() == pytest.approx(50.0)
+
+
 def test_time_to_error_puts_each_tested_epoch_at_its_summed_seconds():
     slow = History(epoch=[1, 2], train_loss=[1, 1], train_error=[0.5, 0.3], test_loss=[1, 1],
                    test_error=[0.4, 0.2], lr=[0.1, 0.1], seconds=[10.0, 30.0])  # fmt: skip
@@ -274,6 +287,22 @@ def test_layer_responses_draw_each_net_in_layer_order_and_sorted_by_size():
     np.testing.assert_allclose(by_size.lines[1].get_ydata(), [0.5, 0.4, 0.2])
     stage_lines = [line for line in by_layer.lines if line.get_linestyle() == ":"]
     assert [line.get_xdata()[0] for line in stage_lines] == [2.5]
+
+
+def test_layer_responses_give_each_depth_its_own_column_and_stage_lines():
+    short = [(f"layer{s}.0.bn{k}", 1.0) for s in (1, 2) for k in (1, 2)]  # 4 layers
+    deep = [(f"layer{s}.{b}.bn{k}", 0.5) for s in (1, 2) for b in (0, 1) for k in (1, 2)]
+    fig = plot.layer_responses({"plain-4": short, "resnet-4": short, "resnet-8": deep})
+    assert len(fig.axes) == 4  # two columns (4 and 8 layers), each in layer order and sorted
+    top = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in top] == ["4 layers", "8 layers"]
+    assert [line.get_label() for line in top[0].lines if line.get_linestyle() != ":"] == [
+        "plain-4",
+        "resnet-4",
+    ]
+    for ax, start in zip(top, (2.5, 4.5)):  # each column's own stage boundary
+        stage_lines = [line for line in ax.lines if line.get_linestyle() == ":"]
+        assert [line.get_xdata()[0] for line in stage_lines] == [start]
 
 
 def test_bars_show_the_values_and_the_published_reference():

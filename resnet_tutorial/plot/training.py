@@ -97,7 +97,7 @@ def training_curves(
 
 
 def paper_curves(
-    panels: Mapping[str, Mapping[str, History]],
+    panels: Mapping[str, Mapping[str, History | Sequence[History]]],
     *,
     title: str,
     lr_drops: Sequence[float] = (),
@@ -107,7 +107,11 @@ def paper_curves(
     """The paper's Fig. 6 style: thin dashed training error, bold test error, one panel per group.
 
     Args:
-        panels: panel title → (network name → History), e.g. {"plain": {...}, "ResNet": {...}}.
+        panels: panel title → (network name → History, or a list of them, one per seed), e.g.
+            {"plain": {...}, "ResNet": {...}}. Several seeds are drawn as their mean, with a
+            min–max band around the test error. Epochs without a test pass (NaN test error,
+            `TrainConfig.test_every`) are skipped: the test curve joins the tested epochs,
+            each marked with a dot.
         title: the figure's title (say where and how the runs were made).
         lr_drops: epochs at which the learning rate was divided, drawn as dotted lines.
         ylim: y range in percent (the paper zooms to 0–20).
@@ -120,10 +124,19 @@ def paper_curves(
         fig = new_figure((5.2 * len(panels), 4.2))
         axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
         for ax, (panel, runs) in zip(axes, panels.items()):
-            for i, (name, history) in enumerate(runs.items()):
-                epoch, train, test = _error_columns(history, f"panels[{panel!r}][{name!r}]")
-                ax.plot(epoch, train, "--", lw=1.0, color=palette_color(i))
-                ax.plot(epoch, test, "-", lw=2.4, color=palette_color(i), label=name)
+            for i, (name, run) in enumerate(runs.items()):
+                seeds = run if isinstance(run, (list, tuple)) else [run]
+                columns = [_error_columns(h, f"panels[{panel!r}][{name!r}]") for h in seeds]
+                epoch = columns[0][0]
+                train, test = (np.stack([c[k] for c in columns]) for k in (1, 2))
+                tested = np.isfinite(test).all(0)
+                marker = "o" if not tested.all() else None
+                ax.plot(epoch, train.mean(0), "--", lw=1.0, color=palette_color(i))
+                ax.plot(epoch[tested], test[:, tested].mean(0), "-", lw=2.4, marker=marker,
+                        ms=4, color=palette_color(i), label=name)  # fmt: skip
+                if len(seeds) > 1:
+                    ax.fill_between(epoch[tested], test[:, tested].min(0), test[:, tested].max(0),
+                                    color=palette_color(i), alpha=0.2, lw=0)  # fmt: skip
             for drop in lr_drops:
                 ax.axvline(drop, color="0.5", ls=":", lw=1.0)
             for k, (label, level) in enumerate(levels.items()):
@@ -357,29 +370,34 @@ def layer_responses(
 
     Args:
         stds: network name → ``(layer name, std)`` per layer, input to output, as
-            ``measure.response_stds`` returns. The top panel draws them in layer order (dotted
-            lines where a stage begins), the bottom panel sorted from largest to smallest.
+            ``measure.response_stds`` returns. Networks with the same number of layers share a
+            column: on top in layer order (dotted lines where a stage begins), below sorted from
+            largest to smallest.
     """
+    columns: dict[int, dict[str, list[tuple[str, float]]]] = {}
+    for name, values in stds.items():
+        values = list(values)
+        columns.setdefault(len(values), {})[name] = values
     with style():
-        fig = new_figure((7.2, 6.0))
-        by_layer, by_size = fig.subplots(2, 1)
-        boundaries: set[int] = set()
-        for i, (name, values) in enumerate(stds.items()):
-            values = list(values)
-            layers = [str(layer) for layer, _ in values]
-            y = as_numbers([std for _, std in values])
-            boundaries.update(_stage_starts(layers))
-            x = np.arange(1, len(y) + 1)
-            look = {"color": palette_color(i), "marker": "osD^vP"[i % 6], "ms": 3.5, "lw": 1.2}
-            by_layer.plot(x, y, label=name, **look)
-            by_size.plot(x, np.sort(y)[::-1], label=name, **look)
-        for start in sorted(boundaries):
-            by_layer.axvline(start - 0.5, color="0.6", ls=":", lw=1)
-        by_layer.set_xlabel("layer index (original order, input → output)")
-        by_size.set_xlabel("layer index (sorted by magnitude)")
-        for ax in (by_layer, by_size):
-            ax.set_ylabel("std of response")
-            ax.set_ylim(bottom=0)
-        by_layer.legend()
+        fig = new_figure((6.0 * len(columns), 6.0))
+        axes = fig.subplots(2, len(columns), sharey="row", squeeze=False)
+        for (by_layer, by_size), (layers, nets) in zip(axes.T, columns.items()):
+            for i, (name, values) in enumerate(nets.items()):
+                y = as_numbers([std for _, std in values])
+                x = np.arange(1, len(y) + 1)
+                look = {"color": palette_color(i), "marker": "osD^vP"[i % 6], "ms": 3.5,
+                        "lw": 1.2}  # fmt: skip
+                by_layer.plot(x, y, label=name, **look)
+                by_size.plot(x, np.sort(y)[::-1], label=name, **look)
+            for start in _stage_starts([str(layer) for layer, _ in next(iter(nets.values()))]):
+                by_layer.axvline(start - 0.5, color="0.6", ls=":", lw=1)
+            by_layer.set_title(f"{layers} layers")
+            by_layer.set_xlabel("layer index (original order, input → output)")
+            by_size.set_xlabel("layer index (sorted by magnitude)")
+            by_layer.legend()
+            for ax in (by_layer, by_size):
+                ax.set_ylim(bottom=0)
+        for row in axes:
+            row[0].set_ylabel("std of response")
         fig.suptitle(title)
         return finish_figure(fig)
