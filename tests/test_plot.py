@@ -295,7 +295,7 @@ def test_layer_responses_give_each_depth_its_own_column_and_stage_lines():
     fig = plot.layer_responses({"plain-4": short, "resnet-4": short, "resnet-8": deep})
     assert len(fig.axes) == 4  # two columns (4 and 8 layers), each in layer order and sorted
     top = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in top] == ["4 layers", "8 layers"]
+    assert [ax.get_title() for ax in top] == ["4 layers measured", "8 layers measured"]
     assert [line.get_label() for line in top[0].lines if line.get_linestyle() != ":"] == [
         "plain-4",
         "resnet-4",

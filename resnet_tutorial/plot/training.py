@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from ._style import (
     History,
@@ -391,12 +391,13 @@ def layer_responses(
                 by_size.plot(x, np.sort(y)[::-1], label=name, **look)
             for start in _stage_starts([str(layer) for layer, _ in next(iter(nets.values()))]):
                 by_layer.axvline(start - 0.5, color="0.6", ls=":", lw=1)
-            by_layer.set_title(f"{layers} layers")
+            by_layer.set_title(f"{layers} layers measured")
             by_layer.set_xlabel("layer index (original order, input → output)")
             by_size.set_xlabel("layer index (sorted by magnitude)")
             by_layer.legend()
             for ax in (by_layer, by_size):
                 ax.set_ylim(bottom=0)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are counted
         for row in axes:
             row[0].set_ylabel("std of response")
         fig.suptitle(title)
