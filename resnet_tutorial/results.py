@@ -20,8 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from resnet_tutorial._util import atomic_save
 from resnet_tutorial.models import cifar_plain, cifar_resnet
-from resnet_tutorial.train import History
+from resnet_tutorial.train import History, evaluate
 
 RESULTS_URL = (
     "https://raw.githubusercontent.com/resnet-built-and-tested/resnet-built-and-tested/main/"
@@ -30,6 +31,7 @@ RESULTS_URL = (
 # book/results/ beside the package, in a checkout of the repository
 CHECKOUT = Path(__file__).resolve().parent.parent / "book" / "results"
 MODEL_NAME = re.compile(r"cifar_(resnet|plain)(\d+)")  # the models a run can name
+MAX_WEIGHTS_BYTES = 4_000_000  # the largest weight file the repository takes
 
 
 def build_model(name: str, num_classes: int = 10, *, zero_init_residual: bool = False) -> nn.Module:
@@ -120,6 +122,31 @@ def _file(file_name: str, folder: str | os.PathLike | None = None) -> Path:
                 f"from {RESULTS_URL} ({error}); `make results` makes the runs"
             ) from error
     return cached
+
+
+def store_half(name: str, test: Any, folder: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Rewrite the weights of run `name` in float16, for a run whose fp32 weights are larger than
+    `MAX_WEIGHTS_BYTES` (ResNet-110: 6.9 MB), and record what the stored weights score on `test`
+    (the images the run tested on) as the JSON's `stored_weights`. The run's own errors
+    (`final_test_error`, its curves) stay those of the fp32 weights it ended with."""
+    json_path = Path(folder or CHECKOUT) / f"{name}.json"
+    weights = json_path.with_suffix(".pt")
+    fields = json.loads(json_path.read_text())
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    if any(v.dtype == torch.float16 for v in state.values()):
+        raise ValueError(f"{weights} is already float16")
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    model = build_model(fields["model"])
+    model.load_state_dict(half)  # the float16 values, computed in float32
+    norm = {"mean": fields["config"]["mean"], "std": fields["config"]["std"], "device": "cpu"}
+    fields["stored_weights"] = {
+        "dtype": "float16",
+        "test_error": evaluate(model, test, **norm)[1],
+        "test_error_flip": evaluate(model, test, flip=True, **norm)[1],
+    }
+    atomic_save(half, weights)
+    json_path.write_text(json.dumps(fields, indent=1) + "\n")
+    return fields["stored_weights"]
 
 
 def glue(name: str, value: Any) -> None:
