@@ -259,6 +259,29 @@ def test_chapter_5_glues_the_fast_runs_numbers_from_their_json():
             "final_test_error"
         ],  # fmt: skip
     }
+    # the reference runs the rest of the chapter glues: the whole recipe, Fig. 6's runs, fp32
+    paper_test = paper["history"]["test_error"]
+    best = min(range(paper_epochs), key=paper_test.__getitem__)  # the first on a tie
+    seconds = sorted(paper["history"]["seconds"])
+    fig6 = {name: json.loads((RESULTS / f"{name}.json").read_text())
+            for name in ("fig6_resnet20", "fig6_resnet56", "fp32_resnet20")}  # fmt: skip
+    bf16, fp32 = (fig6[n]["final_test_error"] for n in ("fig6_resnet20", "fp32_resnet20"))
+    expected |= {
+        "paper_best_error": 100 * paper_test[best],
+        "paper_best_epoch": paper["history"]["epoch"][best],
+        "paper_gap": 100 * paper["final_test_error"] - 8.75,  # He et al. 2016a, Table 6
+        **{f"paper_error_{e}": 100 * paper_test[e - 1] for e in (82, 83, 123, 124)},
+        "paper_hours": paper["total_seconds"] / 3600,
+        "paper_median_seconds": seconds[len(seconds) // 2],
+        "paper_slowest_minutes": seconds[-1] / 60,
+        "paper_median_hours": len(seconds) * seconds[len(seconds) // 2] / 3600,
+        "fig6_resnet20_error": 100 * bf16,
+        "fig6_resnet56_error": 100 * fig6["fig6_resnet56"]["final_test_error"],
+        "bf16_error": 100 * bf16,
+        "fp32_error": 100 * fp32,
+        "bf16_fp32_images": round(abs(bf16 - fp32) * fig6["fp32_resnet20"]["test_images"]),
+        "val_two_se": 2 * 100 * math.sqrt(2 * val_fast * (1 - val_fast) / 5000),
+    }
     values = glued(Path(__file__).resolve().parent.parent / "book" / "ch05_training.ipynb")
     for name, value in expected.items():
         assert values[name] == pytest.approx(value, rel=1e-9, abs=1e-9), name
