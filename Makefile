@@ -134,12 +134,13 @@ FAST_THREADS ?= 2
 FAST_CLI = OMP_NUM_THREADS=$(FAST_THREADS) PYTHONUNBUFFERED=1 $(PY) -m resnet_tutorial \
 	--recipe fast --progress
 FAST_SEEDS := 0 1 2
-FAST_DEPTHS := resnet32 resnet44 resnet56 resnet110 plain20 plain56
+FAST_DEPTHS := resnet32 resnet44 resnet56 resnet110 plain20 plain56 preact_resnet20
 
 results-fast: $(STAMP)
 	$(MAKE) -j1 $(foreach s,$(FAST_SEEDS),book/results/fast_resnet20_seed$(s).json)
 
-# Table 6's depths and Fig. 6's plain nets with the same recipe, one seed each.
+# Table 6's depths, Fig. 6's plain nets and the pre-activation ResNet-20 (He et al. 2016b, chapter
+# 4) with the same recipe, one seed each.
 results-fast-depths: $(STAMP)
 	$(MAKE) -j1 $(foreach m,$(FAST_DEPTHS),book/results/fast_$(m).json)
 

@@ -242,8 +242,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 def _model_name(value: str) -> str:
     if not MODEL_NAME.fullmatch(value):
         raise argparse.ArgumentTypeError(
-            f"unknown model {value!r}: use cifar_resnetN or cifar_plainN with N = 6n + 2 "
-            "(20, 32, 44, 56, 110, ...)"
+            f"unknown model {value!r}: use cifar_resnetN, cifar_plainN or cifar_preact_resnetN "
+            "with N = 6n + 2 (20, 32, 44, 56, 110, ...)"
         )
     return value
 

@@ -116,7 +116,7 @@ class ResNet(nn.Module):
             groups, width_per_group, zero_init_residual,
         )  # fmt: skip
         self.in_channels = in_channels
-        self._make_stem(stem, in_channels, widths[0], preact)
+        self._make_stem(stem, in_channels, widths[0])
         # The body: torchvision writes layer1 … layer4 out; the CIFAR nets have three stages and
         # the table any number, so the stages are added in a loop under the same names.
         channels = widths[0]
@@ -126,6 +126,11 @@ class ResNet(nn.Module):
             setattr(self, f"layer{i}", stage)
             channels = width * block.expansion
         self.num_stages = len(layers)
+        if stem == "cifar" and preact:
+            # He et al. 2016b, appendix: "we adopt the first activation right after conv1 and
+            # before splitting into two paths" -- the stem's BN-ReLU feeds both paths of the
+            # first unit, which then has no pre-activation of its own (its ReLU meets x >= 0).
+            self.layer1[0].bn1 = nn.Identity()
         self.out_channels = channels
         # Pre-activation nets end their last block without BN-ReLU: add it before pooling.
         self.post_norm = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU()) if preact else None
@@ -133,7 +138,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         self._init_weights(zero_init_residual)
 
-    def _make_stem(self, stem: Stem, in_channels: int, width: int, preact: bool) -> None:
+    def _make_stem(self, stem: Stem, in_channels: int, width: int) -> None:
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
         elif stem == "deep":
@@ -148,10 +153,8 @@ class ResNet(nn.Module):
             self.conv1 = conv3x3(in_channels, width)
         else:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
-        # The CIFAR pre-activation net starts with a bare conv: its first block normalises.
-        plain_cifar_preact = stem == "cifar" and preact
-        self.bn1 = nn.Identity() if plain_cifar_preact else nn.BatchNorm2d(width)
-        self.relu = nn.Identity() if plain_cifar_preact else nn.ReLU(inplace=True)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
         self.maxpool = (
             nn.Identity() if stem == "cifar" else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         )

@@ -30,21 +30,25 @@ RESULTS_URL = (
 )
 # book/results/ beside the package, in a checkout of the repository
 CHECKOUT = Path(__file__).resolve().parent.parent / "book" / "results"
-MODEL_NAME = re.compile(r"cifar_(resnet|plain)(\d+)")  # the models a run can name
+MODEL_NAME = re.compile(r"cifar_(resnet|plain|preact_resnet)(\d+)")  # the models a run can name
 MAX_WEIGHTS_BYTES = 4_000_000  # the largest weight file the repository takes
 
 
 def build_model(name: str, num_classes: int = 10, *, zero_init_residual: bool = False) -> nn.Module:
-    """The model a run's name stands for: `cifar_resnetN` (option-A shortcuts) or `cifar_plainN`
-    (no shortcuts), N = 6n + 2."""
+    """The model a run's name stands for: `cifar_resnetN` (option-A shortcuts), `cifar_plainN`
+    (no shortcuts) or `cifar_preact_resnetN` (`cifar_resnetN` with pre-activation blocks,
+    He et al. 2016b), N = 6n + 2."""
     match = MODEL_NAME.fullmatch(name)
     if match is None:
         raise ValueError(
-            f"unknown model {name!r}: use cifar_resnetN or cifar_plainN with N = 6n + 2 "
-            "(20, 32, 44, 56, 110, ...)"
+            f"unknown model {name!r}: use cifar_resnetN, cifar_plainN or cifar_preact_resnetN "
+            "with N = 6n + 2 (20, 32, 44, 56, 110, ...)"
         )
-    build = cifar_plain if match.group(1) == "plain" else cifar_resnet
-    return build(int(match.group(2)), num_classes, zero_init_residual=zero_init_residual)
+    kind, depth = match.group(1), int(match.group(2))
+    if kind == "plain":
+        return cifar_plain(depth, num_classes, zero_init_residual=zero_init_residual)
+    return cifar_resnet(depth, num_classes, preact=kind == "preact_resnet",
+                        zero_init_residual=zero_init_residual)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -62,9 +62,14 @@ def test_cifar_preact_resnet_equals_the_reference(depth):
     state = model.state_dict()
     x = torch.randn(2, 3, 32, 32)
     n = (depth - 2) // 6
-    h = F.conv2d(x, state["conv1.weight"], padding=1)  # the CIFAR stem: one bare 3×3 conv
+    # the appendix of He et al. 2016b: "we adopt the first activation right after conv1 and
+    # before splitting into two paths", so both paths of the first unit read relu(bn(conv1(x)))
+    h = bn_relu(state, "bn1", F.conv2d(x, state["conv1.weight"], padding=1))
+    out = F.conv2d(h, state["layer1.0.conv1.weight"], padding=1)  # no pre-activation of its own
+    out = F.conv2d(bn_relu(state, "layer1.0.bn2", out), state["layer1.0.conv2.weight"], padding=1)
+    h = out + h
     for stage in (1, 2, 3):
-        for i in range(n):
+        for i in range(1 if stage == 1 else 0, n):
             first = stage > 1 and i == 0
             h = basic_unit(state, f"layer{stage}.{i}", h, 2 if first else 1, project=first)
     h = bn_relu(state, "post_norm.0", h).mean(dim=(2, 3))

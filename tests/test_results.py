@@ -169,13 +169,23 @@ def test_results_download_once_where_the_checkout_has_none(tmp_path, monkeypatch
     # He et al. 2016, Table 6: 0.27M, 0.85M and 1.7M; a plain net has the same count (option A
     # shortcuts have no parameters).
     [("cifar_resnet20", 0.27e6), ("cifar_resnet56", 0.85e6), ("cifar_resnet110", 1.7e6),
-     ("cifar_plain20", 0.27e6)],
+     ("cifar_plain20", 0.27e6), ("cifar_preact_resnet20", 0.27e6)],
 )  # fmt: skip
 def test_build_model_makes_the_network_a_run_names(name, parameters):
     model = results.build_model(name)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(parameters, rel=0.02)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert results.build_model(name, 100).fc.out_features == 100
+
+
+def test_build_model_names_the_kind_of_block():
+    from resnet_tutorial.blocks import BasicBlock, PreActBasicBlock
+
+    blocks = {kind: {type(b) for s in results.build_model(f"cifar_{kind}20").stages for b in s}
+              for kind in ("resnet", "plain", "preact_resnet")}  # fmt: skip
+    assert blocks == {"resnet": {BasicBlock}, "plain": {BasicBlock},
+                      "preact_resnet": {PreActBasicBlock}}  # fmt: skip
+    assert not results.build_model("cifar_plain20").layer1[0].residual
 
 
 def test_build_model_refuses_other_names():
