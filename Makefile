@@ -40,7 +40,7 @@ lint: $(STAMP)
 
 # The torchrun test starts two processes of its own, so it runs after the others, not beside them.
 test-unit: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile --ignore tests/test_ddp.py tests
+	$(PY) -m pytest -n 2 --dist loadgroup --ignore tests/test_ddp.py tests
 	$(PY) -m pytest tests/test_ddp.py
 
 test-notebooks: $(STAMP)

@@ -184,6 +184,22 @@ def findings(path: Path) -> list[Finding]:
     ]
 
 
+WORD = re.compile(r"[\w…]+(?:['’.\-][\w…]+)*")
+MAX_WORDS = 5000  # of prose a chapter; code, outputs, math and directive options not counted
+
+
+def words(path: Path) -> int:
+    """The words of a notebook's prose: its markdown cells' sentences, each math formula, code
+    span or role ({glue:text}, {ref}, ...) counted as one word; fenced code and options none."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    return sum(
+        len(WORD.findall(sentence))
+        for cell in nb["cells"]
+        if cell["cell_type"] == "markdown"
+        for sentence in sentences("".join(cell["source"]))
+    )
+
+
 def load_ratchet(path: Path = RATCHET) -> dict[str, int]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
@@ -208,7 +224,7 @@ def main(argv: list[str]) -> int:
     for path in chapters():
         found = findings(path)
         counts[path.relative_to(ROOT).as_posix()] = len(found)
-        print(f"{path.relative_to(ROOT)}: {len(found)} unglued number(s)")
+        print(f"{path.relative_to(ROOT)}: {len(found)} unglued number(s), {words(path):,} words")
         for finding in found:
             print(f"  {finding}")
     print(json.dumps(counts, indent=2))

@@ -110,7 +110,15 @@ def test_a_result_is_complete_and_consistent(path):
             assert result["data_source"]["tree_sha256"] == data.BOOK_CIFAR10_SHA256
 
 
+def evaluation_cost(item) -> int:
+    """About what re-evaluating a run costs: its depth times its test images, views counted."""
+    result = json.loads(item.callspec.params["path"].read_text())
+    depth = int(re.search(r"\d+$", result["model"])[0])
+    return depth * result["test_images"] * (2 if "final_test_error_flip" in result else 1)
+
+
 @pytest.mark.slow
+@pytest.mark.spread(cost=evaluation_cost)
 @pytest.mark.parametrize("path", JSONS, ids=[p.stem for p in JSONS])
 def test_the_weights_give_the_recorded_test_error(path):
     result = json.loads(path.read_text())
