@@ -1,13 +1,9 @@
 """Checks for the exercises: the learner's code next to the package's own, with hints.
 
-One module per chapter (`ch01` … `ch06`), and `appendix_frameworks` for the appendix on Keras
-and Lightning (Keras imported inside its check); `rt.exercises.check_…` reaches every check.
-Each `check_*` runs the learner's implementation beside the package's reference (an oracle) on
-random inputs, after copying the same weights across, and inspects its structure, so that each
-common mistake gets its own hint rather than a bare "outputs differ". A pass prints one line
-starting with "✓" that says what was verified; a failure raises `AssertionError` that says what
-is wrong and ends with "Hint: …". Every check runs in well under a second on a CPU, and leaves
-the global random state and the learner's model as they were.
+One module per chapter, and `appendix_frameworks` (Keras imported inside its check). Each check
+inspects the learner's structure and compares outputs with rt's under the same weights, so that
+each common mistake gets its own hint; see `_common` for the report. Every check runs in well
+under a second on a CPU and leaves the random state and the learner's model as they were.
 """
 
 from .appendix_frameworks import check_keras_basic_block

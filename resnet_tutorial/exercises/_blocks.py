@@ -1,11 +1,6 @@
-"""A residual block's layers and behaviour against rt's, for Chapters 1, 3 and 4.
-
-The convolutions of a block's residual branch F (kernel sizes, widths, strides, padding, no
-bias), and a whole block class: built with and without a projection, probed for where it adds
-the shortcut and applies the last ReLU, then compared with `rt.BasicBlock` or `rt.Bottleneck`
-under the same weights. `check_basic_block` (Chapter 1), `check_bottleneck` (Chapter 3) and the
-stage and network checks of Chapter 4 use them.
-"""
+"""A residual block's layers and behaviour against rt's, for Chapters 1, 3 and 4: the
+convolutions of its residual branch F, where it adds the shortcut and applies the last ReLU, and
+its outputs beside `rt.BasicBlock`'s or `rt.Bottleneck`'s under the same weights."""
 
 from __future__ import annotations
 
@@ -17,13 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks import make_shortcut
-from ..measure import BATCH_NORMS, randomize_batchnorm
+from ..measure import BATCH_NORMS, count_parameters, randomize_batchnorm
 from ._common import (
     as_pair,
     call_learner,
     close,
     copy_weights,
-    count_params,
     fail,
     learner_forward,
     positional_count,
@@ -229,7 +223,7 @@ def _check_block_case(block_cls, reference_cls, in_channels, channels, stride):
     ref_convs = residual_branch_convs(reference)
     convs, _ = split_convs(block, len(ref_convs), downsample)
     check_residual_convs(where, convs, ref_convs, expansion)
-    count, expected = count_params(block), count_params(reference)
+    count, expected = count_parameters(block), count_parameters(reference)
     if count != expected:
         projection = " with a projection" if downsample is not None else ""
         fail(

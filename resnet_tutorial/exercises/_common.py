@@ -1,9 +1,7 @@
 """What the checks of every chapter share: the report, random inputs, weights, learner calls.
 
 A pass prints one line starting with "✓" that says what was verified; a failure raises
-`AssertionError` that says what is wrong and ends with "Hint: …". The learner's code runs beside
-the package's (an oracle) on seeded random inputs, after copying the same weights across and
-giving every BatchNorm non-trivial statistics.
+`AssertionError` that says what is wrong and ends with "Hint: …".
 """
 
 from __future__ import annotations
@@ -109,14 +107,6 @@ def whole_number(value: Any, call: str, hint: str) -> int:
     ):
         fail(f"{call} returned {value!r}, not a whole number.", hint)
     return int(value)
-
-
-def is_meta(model: nn.Module) -> bool:
-    return any(p.is_meta for p in model.parameters())
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def as_pair(value: int | tuple[int, ...]) -> tuple[int, int]:

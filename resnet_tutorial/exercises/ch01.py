@@ -1,10 +1,4 @@
-"""Chapter 1's checks (residual learning): exercises 1, 2 and 3.
-
-- Exercise 1, `check_residual`: a wrapper that returns f(x) + x (Eq. 1), gradient included.
-- Exercise 2, `check_basic_block`: the basic block of Fig. 2 against `rt.BasicBlock`.
-- Exercise 3, `check_plain_vs_residual`: a plain net and a residual net that differ only in
-  their shortcuts, as in the degradation experiment (Fig. 6).
-"""
+"""Chapter 1's checks (residual learning): exercises 1, 2 and 3."""
 
 from __future__ import annotations
 
@@ -17,12 +11,12 @@ from torch.overrides import TorchFunctionMode
 
 from .._util import eval_mode, model_device
 from ..blocks import BasicBlock
+from ..measure import count_parameters
 from ._blocks import check_block, outputs_note
 from ._common import (
     as_pair,
     call_learner,
     close,
-    count_params,
     fail,
     keeps_random_state,
     randn,
@@ -223,7 +217,7 @@ def check_plain_vs_residual(
         >>> rt.exercises.check_plain_vs_residual(rt.cifar_plain(20), rt.cifar_resnet(20))
         ✓ plain vs residual: the same 269,722 parameters in the same 19 convolutions; …
     """
-    plain_count, residual_count = count_params(plain_model), count_params(residual_model)
+    plain_count, residual_count = count_parameters(plain_model), count_parameters(residual_model)
     if plain_count != residual_count:
         fail(
             f"The plain net has {plain_count:,} parameters, the residual net {residual_count:,}.",

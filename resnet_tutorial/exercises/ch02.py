@@ -1,10 +1,4 @@
-"""Chapter 2's checks (shortcuts): exercises 1 and 3.
-
-- Exercise 1, `check_shortcut_parameters`: a formula for the parameters on a stage's
-  shortcuts, for options A, B, C and D, against `rt.make_stage`.
-- Exercise 3, `check_shortcut`: an option-A shortcut against `rt.ZeroPadShortcut`. The
-  exercise's network is checked by Chapter 4's `check_cifar_resnet`.
-"""
+"""Chapter 2's checks (shortcuts): exercises 1 and 3 (its network: `ch04.check_cifar_resnet`)."""
 
 from __future__ import annotations
 
@@ -15,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks import BasicBlock
+from ..measure import count_parameters
 from ..models import make_stage
 from ._common import (
     call_learner,
     close,
-    count_params,
     fail,
     keeps_random_state,
     randn,
@@ -78,7 +72,7 @@ def _build_shortcut(shortcut, is_module, in_channels, out_channels, stride, wher
         where,
         "the module takes (in_channels, out_channels, stride).",
     )
-    count = count_params(module)
+    count = count_parameters(module)
     if count:
         fail(
             f"{where} has {count:,} parameters.",
@@ -184,7 +178,7 @@ def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
         )
         with torch.device("meta"):  # shapes only: no weights to initialise
             stage = make_stage(BasicBlock, in_channels, channels, depth, stride, option)
-        projections = [count_params(block.downsample) for block in stage]
+        projections = [count_parameters(block.downsample) for block in stage]
         if predicted != sum(projections):
             _diagnose_shortcut_parameters(call, predicted, args, stage, projections)
     say_passed(
@@ -196,7 +190,7 @@ def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
 def _diagnose_shortcut_parameters(call, predicted, args, stage, projections) -> None:
     option, in_channels, channels, depth, stride = args
     expected, first = sum(projections), projections[0]
-    projected = [block.downsample for block in stage if count_params(block.downsample)]
+    projected = [block.downsample for block in stage if count_parameters(block.downsample)]
     norms = sum(2 * projection[-1].num_features for projection in projected)  # γ and β
     changes = f"{in_channels} → {channels} channels" + (f" at stride {stride}" * (stride > 1))
     c_style = first + (depth - 1) * (channels * channels + 2 * channels)  # a projection everywhere

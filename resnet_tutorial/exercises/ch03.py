@@ -1,10 +1,4 @@
-"""Chapter 3's checks (bottlenecks): exercises 1 and 2.
-
-- Exercise 1, `check_bottleneck`: the bottleneck block of Fig. 5 against `rt.Bottleneck`.
-- Exercise 2, `check_bottleneck_macs`: a formula for a bottleneck's multiply-adds against
-  `rt.count_macs`. Exercise 3's ResNet-50 and ResNet-101 are checked by Chapter 4's
-  `check_resnet`.
-"""
+"""Chapter 3's checks (bottlenecks): exercises 1 and 2 (exercise 3: `ch04.check_resnet`)."""
 
 from __future__ import annotations
 

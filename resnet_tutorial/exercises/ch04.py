@@ -1,11 +1,5 @@
 """Chapter 4's checks (stem, body, head): whole networks and the stages they are made of.
 
-- `check_resnet`: an ImageNet ResNet against `rt.ResNet` (Table 1); the chapter checks its
-  `TableResNet` with it, and Chapter 3's exercise 3 its ResNet-50 and ResNet-101.
-- `check_cifar_resnet`: a CIFAR ResNet of depth 6n + 2 (Sec. 4.2); exercise 3, and Chapter
-  2's exercise 3.
-- `check_stage`: a `make_stage` against `rt.make_stage`.
-
 Each inspects the stem, every block of every stage and the head, so that a failure names the
 layer that is wrong, then copies the weights into rt's network and compares the outputs.
 """
@@ -20,7 +14,7 @@ import torch
 from torch import nn
 
 from ..blocks import BasicBlock, Bottleneck
-from ..measure import BATCH_NORMS, randomize_batchnorm
+from ..measure import BATCH_NORMS, count_parameters, randomize_batchnorm
 from ..models import DEPTHS, ResNet, cifar_resnet, make_stage
 from ._blocks import (
     SHORTCUT_WORDS,
@@ -34,9 +28,7 @@ from ._common import (
     call_learner,
     close,
     copy_weights,
-    count_params,
     fail,
-    is_meta,
     keeps_random_state,
     learner_forward,
     positional_count,
@@ -331,14 +323,14 @@ def _check_network(
     for i, (stage, ref) in enumerate(zip(stages, reference.stages), start=1):
         _check_stage_structure(f"layer{i}", stage, ref, count_source, shortcut)
     _check_head(model, name, reference.fc)
-    count, expected = count_params(model), count_params(reference)
+    count, expected = count_parameters(model), count_parameters(reference)
     if count != expected:
         fail(
             f"{name} has {count:,} parameters, rt's has {expected:,}.",
             "the layers checked out, so look for extra or missing BatchNorm layers; print(model) "
             "beside print(rt.resnet(...)) compares them layer by layer.",
         )
-    if is_meta(model):
+    if any(p.is_meta for p in model.parameters()):
         return f"{count:,} parameters; outputs not compared (the model is on the meta device)"
     learner = copy.deepcopy(model).cpu().eval()
     randomize_batchnorm(learner, seed=1)

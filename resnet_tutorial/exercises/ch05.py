@@ -1,10 +1,4 @@
-"""Chapter 5's checks (training): exercise 2, and two more for a training loop of your own.
-
-- `check_lr_schedule`: the paper's step schedule, ÷10 at 50% and 75% of the steps (Sec. 4.2).
-- Exercise 2, `check_weight_decay_groups`: weight decay on conv and linear weights, none on BN
-  and biases.
-- `check_eval_mode`: an `evaluate` that runs the model in eval mode, without gradients.
-"""
+"""Chapter 5's checks (training): the lr schedule, weight decay groups and evaluation mode."""
 
 from __future__ import annotations
 
@@ -21,6 +15,7 @@ from ..models import cifar_resnet
 from ._common import (
     call_learner,
     fail,
+    keeps_random_state,
     say_passed,
 )
 
@@ -171,6 +166,7 @@ def _check_decay_values(model, decay, weight_decay) -> None:
             )
 
 
+@keeps_random_state
 def check_eval_mode(
     evaluate_fn: Callable[[nn.Module, Any], Any],
     model: nn.Module | None = None,
@@ -187,12 +183,10 @@ def check_eval_mode(
         >>> rt.exercises.check_eval_mode(my_evaluate)
         ✓ evaluate: 1 forward pass, all in eval mode under no_grad; BN statistics unchanged
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        if model is None:
-            model = cifar_resnet(8, width=4)
-        if data is None:
-            data = (torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,)))
+    if model is None:
+        model = cifar_resnet(8, width=4)
+    if data is None:
+        data = (torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,)))
     norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
     before = [b.clone() for m in norms for b in (m.running_mean, m.running_var) if b is not None]
     calls: list[tuple[bool, bool]] = []

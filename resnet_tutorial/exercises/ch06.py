@@ -1,9 +1,4 @@
-"""Chapter 6's checks (transfer learning): exercises 1, 2 and 3.
-
-- Exercise 1, `check_frozen`: exactly the named parts train, and frozen BN stays in eval mode.
-- Exercise 2, `check_new_head`: a new, trainable classifier of the right width.
-- Exercise 3, `check_optimizer_params`: the optimizer holds exactly the trainable parameters.
-"""
+"""Chapter 6's checks (transfer learning): what is frozen, the new head, the optimizer."""
 
 from __future__ import annotations
 
