@@ -1,10 +1,4 @@
-"""The book's figure style and what every figure module shares.
-
-`PALETTE` and `STYLE` (applied by :func:`style`), the private helpers that make a figure or take
-the caller's axis and finish it, the log-axis formatter, and the checks that keep a figure from
-being wrong without a word: fractions given where percent are drawn (`as_percent`), values <= 0 on
-a log axis (`positive`), references or spreads under a name that is not drawn (`check_drawn`).
-"""
+"""The book's figure style (`PALETTE`, `STYLE`, `style()`) and what every figure module shares."""
 
 from __future__ import annotations
 

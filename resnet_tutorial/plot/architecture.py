@@ -39,14 +39,8 @@ def bars(
     fmt: str = "{:.3g}",
     ax: Axes | None = None,
 ) -> Figure:
-    """One bar per name with its value written on top; optional published values as markers.
-
-    Args:
-        values: name → value, in the unit that ``ylabel`` states.
-        ylabel: y axis label with its unit, e.g. "parameters (millions)".
-        reference: name → published value (same unit), drawn as a black marker on the bar.
-        fmt: format of the number written above each bar.
-    """
+    """One bar per name with its value (in the unit ``ylabel`` states) written on top with
+    ``fmt``; ``reference`` (name → published value) drawn as black markers."""
     check_drawn(reference, "reference", values, "values")
     with style():
         fig, ax = figure_and_axes(ax, (max(3.2, 0.9 * len(values) + 1.5), 3.6))
@@ -93,12 +87,8 @@ def cost_bars(
 ) -> Figure:
     """Parameters (millions) and multiply-adds (GMAC) side by side, with published markers.
 
-    Args:
-        names: model names.
-        params: parameter count of each model (plain counts, e.g. 11_689_512).
-        macs: multiply-adds of one forward pass (plain counts, e.g. 1.814e9).
-        reference_params, reference_macs: name → published count, plain counts too (the
-            paper's Table 1 gives "FLOPs" 1.8×10⁹ for ResNet-18: pass ``1.8e9``).
+    All counts are plain counts (11_689_512, 1.814e9), the published ones too (the paper's
+    Table 1 gives "FLOPs" 1.8×10⁹ for ResNet-18: pass ``1.8e9``).
     """
     panels = [
         ("parameters (millions)", params, reference_params, "reference_params", 1e6, "{:.1f}"),
@@ -126,17 +116,9 @@ def shape_trace(
     *,
     title: str = "Shape through the network",
 ) -> Figure:
-    """Channels (top) and spatial resolution (bottom) after each stage; x = stage name.
-
-    Feature maps are joined by a line. A vector (the head's class scores, say) has no channels
-    and no grid: it is drawn apart, as a hollow diamond labelled with its length, and its
-    resolution is marked "no grid". Both y axes are logarithmic (base 2).
-
-    Args:
-        trace: (stage name, output shape) pairs from input to output, as
-            ``measure.trace_shapes`` returns; shapes are (N, C, H, W) or (C, H, W) for feature
-            maps, (N, F) or (F,) for vectors.
-    """
+    """Channels (top) and spatial resolution (bottom, both log 2) after each stage of a
+    ``measure.trace_shapes`` trace. A vector (the head's scores) has no grid: it is drawn
+    apart, as a hollow diamond labelled with its length."""
     names, channels, heights, widths = [], [], [], []
     for name, shape in trace:
         shape = [int(s) for s in shape]
@@ -258,15 +240,8 @@ def residual_block_diagram(
 ) -> Figure:
     """The building block drawn as in He et al. 2016a, Fig. 2 (basic) and Fig. 5 (bottleneck).
 
-    Weight layers are boxes, ReLUs are written on the arrows, and the identity shortcut is an
-    arc from the input to the ⊕ that adds x to F(x). ``kind="plain"`` draws the same layers
-    without the shortcut: they must learn H(x) directly.
-
-    Args:
-        kind: "basic" (two 3×3), "bottleneck" (1×1, 3×3, 1×1) or "plain" (basic, no shortcut).
-        channels: width of the 3×3 layers, written in the boxes.
-        title: defaults to the kind of block.
-        ax: axis to draw on; a new figure, sized to the drawing, when ``None``.
+    Weight layers are boxes (``channels`` wide), ReLUs are written on the arrows, and the
+    identity is an arc to the ⊕ that adds x to F(x); ``kind="plain"`` draws no shortcut.
     """
     if kind not in TITLES:  # else an unknown kind would be drawn as a basic block
         raise ValueError(f"kind must be 'basic', 'bottleneck' or 'plain', got {kind!r}")

@@ -99,16 +99,9 @@ def image_grid(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> Figure:
-    """A grid of images, each titled with its class; or one row per class with ``per_class``.
-
-    Args:
-        images: [N, C, H, W] with C = 1 or 3; uint8 in 0..255 or float in 0..1.
-        labels: [N] class indices; names each image (or picks rows with ``per_class``).
-        classes: class names, indexed by label.
-        ncols: images per row (with ``per_class``, the row length is ``per_class``).
-        per_class: show the first ``per_class`` images of every class, one row per class.
-        mean, std: per-channel statistics to undo a normalisation before drawing.
-    """
+    """A grid of images [N, C, H, W] (uint8, or float in 0..1), each titled with its class; or
+    the first ``per_class`` images of every class, one row per class. ``mean`` and ``std`` undo
+    a normalisation before drawing."""
     pictures = _as_images(images, mean, std)
     if labels is not None:
         labels = torch.as_tensor(labels).flatten()
@@ -143,12 +136,8 @@ def augmentation(
 ) -> Figure:
     """Original images in the top row, their augmented versions below, rows labelled.
 
-    Args:
-        before: [N, C, H, W] originals (uint8 or float in 0..1).
-        after: [N, C, H, W] augmented images, or a list of such tensors (several draws).
-        row_labels: one name per row; default "original", "augmented", "augmented 2", …
-        mean, std: per-channel statistics to undo a normalisation (applied to ``after`` only;
-            ``before`` is taken as raw images).
+    ``after`` is one batch like ``before`` or a list of them (several draws); ``mean`` and
+    ``std`` undo a normalisation of ``after`` only (``before`` is taken as raw images).
     """
     draws = [after] if isinstance(after, (Tensor, np.ndarray)) else list(after)
     rows = [_as_images(before)] + [_as_images(draw, mean, std) for draw in draws]
@@ -184,13 +173,8 @@ def feature_maps(
     title: str = "Feature maps",
     cmap: str = "viridis",
 ) -> Figure:
-    """The first ``channels`` channels of each activation, one row per stage, with its shape.
-
-    Args:
-        maps: stage name → activation [C, H, W] (or [1, C, H, W]), e.g. after the stem and
-            after each stage, for one input image. Rows of lower resolution show bigger pixels.
-        channels: channels drawn per row; each map is scaled to its own range.
-    """
+    """The first ``channels`` channels of each activation (stage name → [C, H, W] or
+    [1, C, H, W]), one row per stage, with its shape; each map scaled to its own range."""
     rows = {}
     for name, activation in maps.items():
         a = torch.as_tensor(activation).detach().cpu().float()
@@ -220,13 +204,8 @@ def confusion_matrix(
     ax: Axes | None = None,
     cmap: str = "Blues",
 ) -> Figure:
-    """Counts of (true, predicted) classes, each cell written out; rows in % when normalised.
-
-    Args:
-        targets, predictions: [N] class indices.
-        classes: class names; their number is the matrix size.
-        normalize: show each row as % of that true class (the diagonal is per-class recall).
-    """
+    """Counts of (true, predicted) classes, each cell written out; with ``normalize`` each row
+    in % of its true class (the diagonal is per-class recall)."""
     counts = confusion_counts(targets, predictions, len(classes)).double()
     total = counts.sum()
     accuracy = float(counts.trace() / total) if total else math.nan

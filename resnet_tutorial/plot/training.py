@@ -52,17 +52,13 @@ def training_curves(
     held_out: str = "test",
 ) -> Figure:
     """Train (thin, dashed) and test (bold) error per epoch, one colour per run, in the style of
-    He et al. (2016a), Fig. 6, as `paper_curves`.
+    He et al. (2016a), Fig. 6.
 
     Args:
-        runs: name → ``History`` (or dict with ``epoch``, ``train_error``, ``test_error``),
-            or name → list of histories from several seeds: drawn as their mean with a
-            min–max band.
-        title: axis title.
-        ax: axis to draw on; a new figure when ``None``.
+        runs: name → ``History``, or name → list of histories from several seeds: drawn as
+            their mean with a min–max band.
         ylim: y range in percent, e.g. ``(0, 20)`` to zoom in as the paper does.
-        held_out: what the bold curve (the history's ``test_error``) was measured on, for
-            the legend: "validation" when `fit` was given a validation split.
+        held_out: what the bold curve was measured on, for the legend ("validation", say).
     """
     with style():
         fig, ax = figure_and_axes(ax, (6.4, 4.2))
@@ -107,16 +103,12 @@ def paper_curves(
     """The paper's Fig. 6 style: thin dashed training error, bold test error, one panel per group.
 
     Args:
-        panels: panel title → (network name → History, or a list of them, one per seed), e.g.
-            {"plain": {...}, "ResNet": {...}}. Several seeds are drawn as their mean, with a
-            min–max band around the test error. Epochs without a test pass (NaN test error,
-            `TrainConfig.test_every`) are skipped: the test curve joins the tested epochs,
-            each marked with a dot.
+        panels: panel title → (network name → History, or a list of them, one per seed).
+            Several seeds are drawn as their mean, with a min–max band around the test error;
+            the test curve joins the tested epochs (`TrainConfig.test_every`), each a dot.
         title: the figure's title (say where and how the runs were made).
         lr_drops: epochs at which the learning rate was divided, drawn as dotted lines.
-        ylim: y range in percent (the paper zooms to 0–20).
-        reference: label → a published error (a fraction, like the histories'), drawn in every
-            panel as a thin black horizontal line, e.g. {"Table 6": 0.0875}.
+        reference: label → a published error (a fraction), a black line in every panel.
     """
     levels = {label: float(as_percent([error], f"reference[{label!r}]")[0])
               for label, error in (reference or {}).items()}  # fmt: skip
@@ -160,14 +152,8 @@ def time_to_error(
     ax: Axes | None = None,
 ) -> Figure:
     """Test error against wall-clock time (log scale): one point per tested epoch, at the run's
-    seconds summed up to the end of that epoch; several seeds of a run in one colour.
-
-    Args:
-        runs: name → ``History`` (or a list of them, one per seed). Epochs without a test pass
-            (NaN test error, `TrainConfig.test_every`) are left out.
-        title: the figure's title (say where and how the runs were made).
-        reference: label → a published error (a fraction), drawn as a horizontal line.
-    """
+    seconds up to the end of that epoch; several seeds of a run (a list) in one colour.
+    `reference` maps labels to published errors (fractions), drawn as horizontal lines."""
     with style():
         fig, ax = figure_and_axes(ax, (6.4, 4.2))
         for i, (name, run) in enumerate(runs.items()):
@@ -197,14 +183,8 @@ def lr_schedule(
     title: str = "Learning-rate schedules",
     ax: Axes | None = None,
 ) -> Figure:
-    """Learning rate against iteration, or against epoch when ``steps_per_epoch`` is given.
-
-    Args:
-        schedules: name → learning rate at each optimiser step (or each epoch, with
-            ``steps_per_epoch=1``).
-        steps_per_epoch: divide the step index by this to put epochs on the x axis.
-        log: logarithmic learning-rate axis (step decays become equal steps).
-    """
+    """Learning rate (name → one per optimiser step) against iteration, or against epoch when
+    ``steps_per_epoch`` is given; ``log`` makes step decays equal steps."""
     with style():
         fig, ax = figure_and_axes(ax, (6.4, 3.6))
         for i, (name, rates) in enumerate(schedules.items()):
@@ -239,12 +219,10 @@ def error_vs_depth(
     """Error (%) against number of layers, one line per family (e.g. plain vs residual).
 
     Args:
-        depths: number of weighted layers, e.g. ``[20, 32, 44, 56]``.
-        errors: name → error fraction in [0, 1] at each depth (NaN where not run).
+        errors: name → error fraction at each of `depths` (NaN where not run).
         reference: name → published error fractions at the same depths; dotted, open
             markers, in the colour of the series with the same name.
-        spread: name (of `errors`) → uncertainty (a fraction) at each depth, such as a
-            sampling error or a standard deviation over seeds; drawn as ± error bars.
+        spread: name (of `errors`) → uncertainty (a fraction) at each depth: ± error bars.
     """
     check_drawn(spread, "spread", errors, "errors")
     d = as_numbers(depths)
@@ -283,8 +261,7 @@ def accuracy_vs_labels(
     """Accuracy (%) against labelled images per class (log x): transfer vs from scratch.
 
     Args:
-        labels_per_class: training images per class, e.g. ``[10, 100, 1000]``.
-        results: method name → accuracy fraction in [0, 1] at each size.
+        results: method name → accuracy fraction at each of `labels_per_class`.
         spread: method name → standard deviation (fraction) across seeds; drawn as error bars.
         chance: the accuracy of guessing (a fraction), drawn as a dashed line.
         ylim: y range in percent; the whole range by default, so that gaps are not magnified.
@@ -331,12 +308,8 @@ def gradient_norms(
 ) -> Figure:
     """Gradient norm of each block, from input (1) to output, one line per network.
 
-    Args:
-        norms: network name → one norm per block, ordered from the input to the output;
-            either numbers or ``(block name, norm)`` pairs as ``measure.gradient_norms``
-            returns. With names, dotted lines mark where a stage (``layerK``) begins.
-        ylabel: y axis label; say the norm used, e.g. "‖∂L/∂W‖₂ per block".
-        log: logarithmic y axis (vanishing gradients span decades).
+    `norms` maps each network to its norms, numbers or ``(block name, norm)`` pairs as
+    ``measure.gradient_norms`` returns; with names, dotted lines mark where a stage begins.
     """
     with style():
         fig, ax = figure_and_axes(ax, (6.4, 3.8))
@@ -368,11 +341,8 @@ def layer_responses(
 ) -> Figure:
     """He et al. 2016a, Fig. 7: the std of each 3×3 layer's response, in layer order and sorted.
 
-    Args:
-        stds: network name → ``(layer name, std)`` per layer, input to output, as
-            ``measure.response_stds`` returns. Networks with the same number of layers share a
-            column: on top in layer order (dotted lines where a stage begins), below sorted from
-            largest to smallest.
+    `stds` maps each network to ``measure.response_stds``'s pairs; networks with the same number
+    of layers share a column: on top in layer order, below sorted from largest to smallest.
     """
     columns: dict[int, dict[str, list[tuple[str, float]]]] = {}
     for name, values in stds.items():
