@@ -1,14 +1,9 @@
 """The command line: `python -m resnet_tutorial --model cifar_resnet20 --out runs/r20`.
 
-Trains a CIFAR-10 network with a named recipe (`--recipe paper`, the default: He et al. 2016a,
-Sec. 4.2, 64,000 iterations; `--recipe fast`: the course's CPU recipe, `config.RECIPES`),
-writing `<out>/checkpoint.pt` after every epoch (`--resume` continues from it), then writes
-`<out>/result.json` (curves, configuration, provenance) and the final weights beside it. The
-options given on the command line override the recipe's settings. Every field of `TrainConfig`
-is an option, made from the dataclass:
-`batch_size` is `--batch-size`, a bool `augment` is `--augment` / `--no-augment`, and the help
-is the field's metadata "help". Under `torchrun -m resnet_tutorial` each
-process trains its share with DistributedDataParallel.
+Trains a CIFAR-10 network with a named recipe, writing `<out>/checkpoint.pt` after every epoch
+(`--resume` continues from it), then `<out>/result.json` (curves, configuration, provenance) and
+the final weights beside it. Every field of `TrainConfig` is an option that overrides the
+recipe (`batch_size` is `--batch-size`, a bool `augment` is `--augment` / `--no-augment`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """Where the data sets' files are and how they are read (private: `data.py` is what a reader uses).
 
-The data root (the `root=` argument, else `$RESNET_TUTORIAL_DATA`, else
-`~/.cache/resnet_tutorial`), torchvision's CIFAR-10 python batches and Fashion-MNIST files,
-ImageFolder trees (decoded on a few threads, then cached as one tensor file under
-`$RESNET_TUTORIAL_CACHE` with a fingerprint of the tree), downloads through torchvision, and the
-error that says where it looked and how to fix it; and image trees unpacked from a downloaded
-archive, kept only once a check of them passes. A reader returns plain tensors and a line
-saying where they came from, `Read` = (uint8 images (N, C, H, W), int64 labels (N,), source);
-`data.cifar10` and `data.fashion_mnist` make them `ImageSet`s.
+ImageFolder trees are decoded on a few threads, then cached as one tensor file under
+`$RESNET_TUTORIAL_CACHE` (else `~/.cache/resnet_tutorial`) with a fingerprint of the tree, so
+that the second load takes about a second.
 """
 
 from __future__ import annotations
@@ -53,9 +48,8 @@ def read_cifar10(
     split: str, root: str | os.PathLike | None, download: bool, classes: tuple[str, ...],
     fetch_tree: Callable[[Path], object] | None = None,
 ) -> Read:  # fmt: skip
-    """The whole split, from the first source found (see `data.cifar10`); an ImageFolder tree
-    must hold exactly the folders `classes`. With `fetch_tree` (a function of the root that
-    puts the tree `<root>/cifar10/` there), only the tree is read, fetched when absent."""
+    """The whole split, from the first source found (see `data.cifar10`). With `fetch_tree` (a
+    function of the root that puts the tree `<root>/cifar10/` there), only the tree is read."""
     folder, origin = _data_root(root)
     batches, tree = folder / "cifar-10-batches-py", folder / "cifar10" / split
     if fetch_tree is None and _has_cifar_batches(batches, split):
@@ -73,8 +67,7 @@ def read_cifar10(
 
 
 def read_fashion_mnist(split: str, root: str | os.PathLike | None, download: bool) -> Read:
-    """The whole split from torchvision's files `<root>/FashionMNIST/raw/*-ubyte`, downloaded
-    if they are not there (see `data.fashion_mnist`)."""
+    """The whole split (see `data.fashion_mnist`)."""
     folder, origin = _data_root(root)
     raw = folder / "FashionMNIST" / "raw"
     source = f"torchvision FashionMNIST files {raw}"
@@ -140,9 +133,8 @@ def download_image_tree(
     check: Callable[[Path], None],
 ) -> int:  # fmt: skip
     """Unpack the files `<top>/<split>/<class>/<name>` of the .tar.gz at `url` into
-    `folder/<split>/<class>/<name>`; the other members are left out. The files go to a temporary
-    folder beside `folder`, which becomes `folder` only once `check(that folder)` returns: a
-    failed download or check leaves nothing behind. Returns the number of files."""
+    `folder/<split>/<class>/<name>`, through a temporary folder that becomes `folder` only once
+    `check(that folder)` returns. Returns the number of files."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     part = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
     try:
@@ -201,8 +193,7 @@ def _not_found(name: str, split: str, folder: Path, origin: str, looked: list[st
 
 
 def tree_files(folder: str | os.PathLike) -> list[str]:
-    """The relative paths of a folder's regular files (links not followed), "/" between parts,
-    sorted by their UTF-8 bytes."""
+    """The relative paths ("/" between parts) of a folder's regular files, sorted by bytes."""
     if not os.path.isdir(folder):
         raise NotADirectoryError(f"{folder} is not a folder")
     paths = []

@@ -42,10 +42,8 @@ def positive_env(name: str) -> int | None:
 
 
 def atomic_save(obj: object, path: str | os.PathLike) -> None:
-    """`torch.save(obj)` to a temporary file beside `path`, then rename it over `path`.
-
-    A crash while writing leaves the previous file untouched (the rename is atomic).
-    """
+    """`torch.save(obj)` to a temporary file beside `path`, then rename it over `path`: a crash
+    while writing leaves the previous file untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -64,9 +62,8 @@ def atomic_save(obj: object, path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def training_mode(model: nn.Module, mode: bool) -> Iterator[nn.Module]:
-    """`with training_mode(model, False):` runs the block with every submodule in eval mode
-    (True: train mode), then gives each submodule back its own mode, as it was before — a BN
-    frozen in eval mode inside a model in train mode stays so."""
+    """`with training_mode(model, False):` runs the block in eval mode (True: train mode), then
+    gives each submodule back its own mode (a BN held in eval mode stays so)."""
     modes = [(module, module.training) for module in model.modules()]
     model.train(mode)
     try:
@@ -77,8 +74,7 @@ def training_mode(model: nn.Module, mode: bool) -> Iterator[nn.Module]:
 
 
 def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
-    """`with eval_mode(model):` — `training_mode(model, False)`: BN uses its running statistics
-    and updates none, dropout draws nothing; every submodule's mode comes back afterwards."""
+    """`with eval_mode(model):` is `training_mode(model, False)`."""
     return training_mode(model, False)
 
 

@@ -1,8 +1,7 @@
 """Residual blocks and the shortcuts that join them (He et al. 2016a; 2016b; He et al. 2019a).
 
-Attribute names follow torchvision's `models/resnet.py` (`conv1`, `bn1`, `downsample`, ...)
-because weight compatibility requires it: `load_state_dict(torchvision_model.state_dict())`
-must work key for key.
+Attribute names follow torchvision's (`conv1`, `bn1`, `downsample`, ...) because weight
+compatibility requires it.
 """
 
 from __future__ import annotations
@@ -182,12 +181,17 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
+def _add_preact_shortcut(block: nn.Module, out: Tensor, x: Tensor, pre: Tensor) -> Tensor:
+    """out + shortcut: the identity adds the raw x, untouched from block to block; a projection
+    (where the shape changes) reads the normalised `pre`, as in He et al.'s (2016b) code."""
+    if not block.residual:
+        return out
+    return out + block.downsample(x if isinstance(block.downsample, nn.Identity) else pre)
+
+
 class PreActBasicBlock(nn.Module):
     """Pre-activation basic block: BN-ReLU-conv twice, y = x + F(x) (He et al. 2016b, Fig. 4e).
-
-    Nothing follows the addition, so the identity path stays clean from block to block. Where
-    the shape changes, the projection reads the pre-activated input, as in the authors' code.
-    """
+    Nothing follows the addition, so the identity path stays clean from block to block."""
 
     expansion = 1
 
@@ -212,12 +216,7 @@ class PreActBasicBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         pre = self.relu(self.bn1(x))
         out = self.conv2(self.relu(self.bn2(self.conv1(pre))))
-        if not self.residual:
-            return out
-        # The identity adds the raw x, untouched from block to block; a projection (where the
-        # shape changes) reads the normalised `pre`, as in the authors' code (He et al. 2016b).
-        shortcut_input = x if isinstance(self.downsample, nn.Identity) else pre
-        return out + self.downsample(shortcut_input)
+        return _add_preact_shortcut(self, out, x, pre)
 
 
 class PreActBottleneck(nn.Module):
@@ -254,12 +253,7 @@ class PreActBottleneck(nn.Module):
         out = self.conv1(pre)
         out = self.conv2(self.relu(self.bn2(out)))
         out = self.conv3(self.relu(self.bn3(out)))
-        if not self.residual:
-            return out
-        # The identity adds the raw x, untouched from block to block; a projection (where the
-        # shape changes) reads the normalised `pre`, as in the authors' code (He et al. 2016b).
-        shortcut_input = x if isinstance(self.downsample, nn.Identity) else pre
-        return out + self.downsample(shortcut_input)
+        return _add_preact_shortcut(self, out, x, pre)
 
 
 Block = type[BasicBlock] | type[Bottleneck] | type[PreActBasicBlock] | type[PreActBottleneck]
@@ -267,12 +261,8 @@ BOTTLENECKS = (Bottleneck, PreActBottleneck)
 
 
 def zero_init_last(block: nn.Module) -> None:
-    """Zero the last BN of the residual branch, so each block starts as the identity.
-
-    Goyal et al. 2017, Sec. 5.1 (arXiv:1706.02677); for pre-activation blocks, which end in a
-    convolution, that convolution is zeroed instead.
-    """
-    # torchvision's idiom: the last BN of a block of each kind (the last conv for pre-activation)
+    """Zero the last BN of the residual branch (the last conv of a pre-activation block), so
+    each block starts as the identity (Goyal et al. 2017, Sec. 5.1, arXiv:1706.02677)."""
     if isinstance(block, Bottleneck):
         nn.init.zeros_(block.bn3.weight)
     elif isinstance(block, BasicBlock):

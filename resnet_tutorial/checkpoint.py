@@ -1,9 +1,7 @@
-"""Checkpoints: atomic writes, the random generators' states, and the exact resume of a run.
+"""Checkpoints: the random generators' states, and the exact resume of a run.
 
-A checkpoint of `fit` is a plain dict that `torch.load(weights_only=True)` reads back: the
-model, optimizer, scheduler and grad-scaler states, every random generator's state, the config,
-the history and the size of the training set. It is written to a temporary file that is then
-renamed over the old one, so that a crash while writing never leaves half a checkpoint.
+A checkpoint of `fit` is a plain dict (`run_state`) that `torch.load(weights_only=True)` reads
+back, written atomically (`_util.atomic_save`).
 """
 
 from __future__ import annotations
@@ -94,12 +92,8 @@ def restore(
     scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
     train_size: int, path: str | os.PathLike, same_settings: bool = True,
 ) -> None:  # fmt: skip
-    """Load a `run_state` into freshly made objects and set the random generators.
-
-    With `same_settings=False` (see `warn_if_changed`) the scheduler is not loaded but stepped
-    to the saved iteration, so that it keeps the run's new settings (a longer run, a longer
-    schedule), from the lr the run had reached.
-    """
+    """Load a `run_state` into freshly made objects and set the random generators. With
+    `same_settings=False` the scheduler keeps the new settings, stepped to the saved iteration."""
     version = checkpoint.get("format")
     if version != CHECKPOINT_FORMAT:
         raise ValueError(

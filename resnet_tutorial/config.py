@@ -1,11 +1,7 @@
 """The training recipe: what a run is configured with (He et al. 2016a, Sec. 4.2).
 
-`TrainConfig` holds the paper's CIFAR-10 settings and checks them; `recipe("fast")` is the
-course's fast CPU recipe (chapter 5), `recipe("paper")` the paper's; `make_optimizer` and
-`make_scheduler` turn a config into torch's SGD and learning-rate schedulers (`learning_rates`
-lists a schedule's rate at every iteration, to plot it). `scale()`, `default_device()` and
-`pick_precision()` say at what size, where and in which precision a run trains. The loop that
-uses all this is `train.fit`.
+`TrainConfig` and the named recipes, torch's SGD and schedulers made from them, and at what
+size, where and in which precision a run trains. The loop that uses all this is `train.fit`.
 """
 
 from __future__ import annotations
@@ -47,12 +43,9 @@ def scale() -> Literal["quick", "full"]:
 
 
 def max_steps() -> int | None:
-    """`$RESNET_TUTORIAL_MAX_STEPS`: a cap on the optimizer steps of every `fit` run.
-
-    Unset (None) for real work. `make test-full-path` sets it (with
-    `$RESNET_TUTORIAL_MAX_PER_CLASS`, see `data.max_per_class`) so that the full-scale branches
-    of the notebooks run end to end on the CPU in minutes: a run of E epochs then trains
-    min(E, cap) epochs of at most cap // min(E, cap) steps each.
+    """`$RESNET_TUTORIAL_MAX_STEPS`: a cap on the optimizer steps of every `fit` run, unset for
+    real work. `make test-full-path` sets it so that the notebooks' full-scale branches run on
+    the CPU in minutes: a run of E epochs trains min(E, cap) epochs of cap // min(E, cap) steps.
     """
     return positive_env("RESNET_TUTORIAL_MAX_STEPS")
 
@@ -124,8 +117,7 @@ class TrainConfig:
     On all 50,000 training images at batch 128, S = 391: the default is 164 epochs = 64,124
     steps, divided at steps 32,062 and 48,093.
 
-    Each field's `help` (its metadata, also the help of its option on the command line) says
-    what it does.
+    Each field's `help` (also its option's help on the command line) says what it does.
     """
 
     epochs: int | None = _setting(
@@ -308,10 +300,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 def recipe(name: str = "paper", **overrides: Any) -> TrainConfig:
     """The named recipe's `TrainConfig`, with `overrides` on top (e.g. `seed=1`).
 
-    "paper": He et al. (2016a, Sec. 4.2), the defaults of `TrainConfig`. "fast": the course's
-    recipe for a 2-core CPU (chapter 5); bf16 autocast, so it is fast only on a CPU that computes
-    bf16 natively (AVX512-BF16 or AMX) and on GPUs from compute capability 8.0; elsewhere pass
-    `precision="auto"`. Giving `epochs` drops the recipe's `iterations`, and the other way round.
+    "fast" uses bf16 autocast: fast only where bf16 is native (AVX512-BF16, AMX, compute
+    capability 8.0); elsewhere pass `precision="auto"`. Giving `epochs` drops the recipe's
+    `iterations`, and the other way round.
     """
     if name not in RECIPES:
         raise ValueError(f"recipe must be one of {', '.join(map(repr, RECIPES))}; got {name!r}")
@@ -351,9 +342,8 @@ def make_optimizer(
 ) -> torch.optim.SGD:
     """SGD with momentum; with `decay_bn_and_bias=False`, no weight decay on 1-D parameters.
 
-    `param_groups` (e.g. from `transfer.parameter_groups`) give parts of the model their own
-    options, such as a smaller "lr" for a pretrained body; the schedule scales each group's lr.
-    Every trainable parameter must be in exactly one group; frozen ones are left out.
+    `param_groups` (e.g. `transfer.parameter_groups`) give parts of the model their own "lr";
+    every trainable parameter must be in exactly one group; frozen ones are left out.
     """
     groups = []
     for group in _trainable_groups(model, param_groups):
@@ -406,9 +396,8 @@ def make_scheduler(
     step: MultiStepLR, lr ÷ 10 at 50% and 75% of the iterations (He et al. 2016a, Sec. 4.2).
     cosine: CosineAnnealingLR from lr to 0 (Loshchilov & Hutter 2017).
     onecycle: OneCycleLR with its defaults, momentum not cycled (Smith & Topin 2019).
-    A warm-up of W iterations (Goyal et al. 2017) is a LinearLR, lr * (i + 1) / W at
-    iteration i, that a SequentialLR runs before step or cosine. Step's milestones stay at 50%
-    and 75% of the whole run (one inside a warm-up longer than half the run acts at its end).
+    A warm-up (Goyal et al. 2017) is a LinearLR that a SequentialLR runs before step or cosine;
+    step's milestones stay at 50% and 75% of the whole run.
     """
     total, warmup = _total_and_warmup_steps(config, steps_per_epoch)
     if config.schedule == "onecycle":

@@ -1,19 +1,10 @@
 """CIFAR-10 and Fashion-MNIST as in-memory uint8 tensors, and a loader that augments on the device.
 
-Where the data comes from: the `root` argument, else `$RESNET_TUTORIAL_DATA`, else
-`~/.cache/resnet_tutorial`. Under that root CIFAR-10 is read from torchvision's python batches
-(`cifar-10-batches-py/`), else from an ImageFolder tree (`cifar10/{train,test}/<class>/*.jpg`),
-else downloaded through torchvision. Every number of the book was made on a JPEG copy of
-CIFAR-10 (`BOOK_CIFAR10_URL`): `cifar10(..., book_copy=True)` reads only that copy, which
-`download_book_cifar10` fetches and checks by its `tree_sha256`. `cifar10("train45k")` and
-`cifar10("val5k")` split the training set into a 45k/5k train/validation split like that of
-He et al. (2016a, Sec. 4.2), who do not say which images they held out: here the last 500
-images of each class. Decoded ImageFolder trees are cached as one tensor file under
-`$RESNET_TUTORIAL_CACHE` (else `~/.cache/resnet_tutorial`), so the second load takes about a
-second. (The files are found, read, decoded, cached and downloaded by the private
-`_storage.py`.)
-`DeviceLoader` keeps a whole split on the training device and shuffles, crops, flips and
-normalises whole batches there: no worker processes, no per-image Python.
+Every number of the book was made on a JPEG copy of CIFAR-10 (`BOOK_CIFAR10_URL`), which
+`cifar10(..., book_copy=True)` reads. The files are found, read, decoded, cached and downloaded
+by the private `_storage.py`. `DeviceLoader` keeps a whole split on the training device and
+shuffles, crops, flips and normalises whole batches there: no worker processes, no per-image
+Python.
 """
 
 from __future__ import annotations
@@ -180,11 +171,8 @@ def fashion_mnist(
     split: Split, *, root: str | os.PathLike | None = None, per_class: int | None = None,
     download: bool = True,
 ) -> ImageSet:  # fmt: skip
-    """Fashion-MNIST (Xiao et al. 2017): uint8 greyscale images (N, 1, 28, 28), int64 labels.
-
-    Read from torchvision's layout `<root>/FashionMNIST/raw/*-ubyte`, the root found as in
-    `cifar10`, else downloaded through torchvision. Train has 6,000 images per class, test 1,000.
-    """
+    """Fashion-MNIST (Xiao et al. 2017): uint8 greyscale images (N, 1, 28, 28), int64 labels,
+    from `<root>/FashionMNIST/raw/*-ubyte` (the root as in `cifar10`), else downloaded."""
     _check_split(split)
     images, labels, source = _storage.read_fashion_mnist(split, root, download)
     data = ImageSet(images, labels, FASHION_MNIST_CLASSES, source)
@@ -200,11 +188,9 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 def download_book_cifar10(root: str | os.PathLike | None = None) -> Path:
     """The book's copy of CIFAR-10 as the tree `<root>/cifar10/`, downloaded if it is not there.
 
-    Fetches `BOOK_CIFAR10_URL` (the archive of the pinned commit, about 20 MB), unpacks its
-    `train/` and `test/` folders into `<root>/cifar10/{train,test}/<class>/NNNN.jpg` and keeps
-    them only if their `tree_sha256` is `BOOK_CIFAR10_SHA256`. A `cifar10/` folder already in
-    the root is checked the same way and never replaced. The root is found as in `cifar10`.
-    Returns the folder; a ValueError names both hashes when they differ.
+    The archive `BOOK_CIFAR10_URL` (about 20 MB) is unpacked into `cifar10/{train,test}/<class>/`
+    and kept only if its `tree_sha256` is `BOOK_CIFAR10_SHA256`; a `cifar10/` folder already in
+    the root is checked the same way and never replaced (a ValueError names both hashes).
     """
     folder = data_root(root) / "cifar10"
     if folder.exists():  # perhaps the reader's own: checked, never replaced
@@ -226,10 +212,8 @@ def download_book_cifar10(root: str | os.PathLike | None = None) -> Path:
 def tree_sha256(folder: str | os.PathLike) -> str:
     """SHA-256 (hex) of a folder's files: what each holds and where it is.
 
-    The digest is over one line per regular file under `folder` (links not followed),
-    `<SHA-256 of its bytes, lowercase hex><two spaces><its path relative to folder, "/"
-    between parts>\\n`, encoded as UTF-8, the lines sorted by the bytes of those paths: the lines
-    `sha256sum` prints, so that `cd folder && find . -type f | cut -c3- | LC_ALL=C sort |
+    The digest is over the lines `sha256sum` prints for each regular file (links not followed),
+    sorted by path: `cd folder && find . -type f | cut -c3- | LC_ALL=C sort |
     xargs -d '\\n' sha256sum | sha256sum` gives the same hex. Empty folders count for nothing.
     """
     digest = hashlib.sha256()
@@ -250,10 +234,8 @@ def _check_book_tree(folder: Path, what: str, advice: str) -> None:
 
 
 def as_cifar_like(data: ImageSet) -> ImageSet:
-    """Greyscale 28×28 → 3×32×32: zero-pad 2 pixels on each side, replicate the channel.
-
-    Lets Fashion-MNIST go through networks built (or pretrained) for CIFAR-10's input shape.
-    """
+    """Greyscale 28×28 → 3×32×32 (zero-pad 2 pixels on each side, replicate the channel), so
+    that Fashion-MNIST goes through networks built (or pretrained) for CIFAR-10's shape."""
     if data.images.shape[1:] != (1, 28, 28):
         raise ValueError(
             "as_cifar_like expects greyscale 28×28 images (N, 1, 28, 28); got shape "
@@ -306,16 +288,7 @@ def _check_images(images: Tensor) -> None:
 def sample_per_class(labels: Tensor, per_class: int, seed: int, num_classes: int = 10) -> Tensor:
     """Positions of `per_class` images of each class drawn at random (without replacement),
     reproducibly from `seed`: class by class, (num_classes · per_class,) int64."""
-    counts = torch.bincount(labels, minlength=num_classes)
-    if (
-        isinstance(per_class, bool)
-        or not isinstance(per_class, int)
-        or not 0 < per_class <= int(counts.min())
-    ):
-        raise ValueError(
-            f"per_class={per_class!r}; allowed: an int from 1 to {int(counts.min())} (the size "
-            "of the smallest class)"
-        )
+    _check_per_class(per_class, labels, num_classes)
     generator = torch.Generator().manual_seed(seed)
     picked = []
     for c in range(num_classes):
@@ -324,12 +297,18 @@ def sample_per_class(labels: Tensor, per_class: int, seed: int, num_classes: int
     return torch.cat(picked)
 
 
-def max_per_class() -> int | None:
-    """`$RESNET_TUTORIAL_MAX_PER_CLASS`: a cap on the images per class of every data set loaded.
+def _check_per_class(per_class: object, labels: Tensor, num_classes: int, where: str = "") -> None:
+    fewest = int(torch.bincount(labels, minlength=num_classes).min())
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 0 < per_class <= fewest:
+        raise ValueError(
+            f"per_class={per_class!r}{where}; allowed: an int from 1 to {fewest} (the size of the "
+            "smallest class)"
+        )
 
-    Unset (None) for real work. `make test-full-path` sets it, with `$RESNET_TUTORIAL_MAX_STEPS`,
-    to run the full-scale branches of the notebooks on a small slice of the data.
-    """
+
+def max_per_class() -> int | None:
+    """`$RESNET_TUTORIAL_MAX_PER_CLASS`: a cap on the images per class of every data set loaded
+    (`make test-full-path` sets it; see `config.max_steps`)."""
     return positive_env("RESNET_TUTORIAL_MAX_PER_CLASS")
 
 
@@ -382,12 +361,7 @@ def _first_per_class(data: ImageSet, per_class: int | None, split: str) -> Image
         per_class = cap
     if per_class is None:
         return data
-    fewest = int(torch.bincount(data.labels, minlength=len(data.classes)).min())
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 0 < per_class <= fewest:
-        raise ValueError(
-            f"per_class={per_class!r} is not allowed for the {split} split; allowed: None or an "
-            f"int from 1 to {fewest} (the size of its smallest class)"
-        )
+    _check_per_class(per_class, data.labels, len(data.classes), f" (the {split} split)")
     keep = per_class_indices(data.labels, per_class, len(data.classes)).sort().values
     source = f"{data.source}; first {per_class} per class"
     return ImageSet(data.images[keep], data.labels[keep], data.classes, source)
@@ -401,9 +375,7 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = Non
     """Each image (N, C, H, W) cut back to H×W at a random offset of its zero-padded copy.
 
     Image b's offset (top[b], left[b]) is `torch.randint(0, 2 * padding + 1, (2, N), generator)`
-    drawn on the CPU (reproducible bit for bit), then moved to x's device; its crop is
-    `padded[b, :, top[b] : top[b] + H, left[b] : left[b] + W]`. One `index_select` takes all N
-    crops: no loop over images.
+    drawn on the CPU (reproducible bit for bit); one `index_select` takes all N crops.
     """
     check_positive_int("padding", padding, minimum=0)
     n, c, h, w = x.shape
@@ -419,10 +391,8 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = Non
 
 
 def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Each image (N, C, H, W) mirrored left–right with probability 1/2.
-
-    Image b is mirrored where `torch.randint(0, 2, (N,), generator)[b]` is 1 (drawn on the CPU).
-    """
+    """Each image (N, C, H, W) mirrored left–right where `torch.randint(0, 2, (N,), generator)`
+    (drawn on the CPU) is 1."""
     n = x.shape[0]
     flips = torch.randint(0, 2, (n,), generator=generator).to(x.device, torch.bool)
     both = torch.cat([x, x.flip(-1)])  # (2N, C, H, W): the batch as is, then mirrored
@@ -474,16 +444,12 @@ def seeded_generator(*numbers: int) -> torch.Generator:
 class DeviceLoader:
     """Batches (x, y) from one tensor on the device, shuffled and augmented in whole batches.
 
-    Train mode shuffles with a generator seeded from (seed, epoch) and, unless augment=False,
-    applies the CIFAR recipe (He et al. 2016a, Sec. 4.2): pad 4, random crop, random flip. Every
-    rank of a DistributedDataParallel run draws the same permutation and takes
-    `perm[rank::world_size]` (padded with its first items, as DistributedSampler does, so that
-    all ranks have equal length); augmentation draws from a generator seeded from
-    (seed, epoch, rank). Each `iter()` uses epoch `loader.epoch` and advances it by one;
-    `set_epoch(k)` selects epoch k, so a resumed run sees exactly the original batches.
-    A batch equals `normalize(random_flip(random_crop(images[i], 4, g), g), mean, std)`.
-    With `num_classes`, labels outside 0 … num_classes - 1 raise a ValueError here, not later
-    inside the loss.
+    Train mode shuffles with `seeded_generator(seed, epoch)` and, unless augment=False, applies
+    the CIFAR recipe (He et al. 2016a, Sec. 4.2): a batch equals
+    `normalize(random_flip(random_crop(images[i], 4, g), g), mean, std)`. Every rank of a DDP
+    run takes `perm[rank::world_size]`, padded as DistributedSampler pads. Each `iter()` uses
+    epoch `loader.epoch` and advances it; `set_epoch(k)` selects epoch k, so a resumed run sees
+    the original batches. With `num_classes`, labels out of range raise a ValueError here.
     """
 
     def __init__(
@@ -545,11 +511,8 @@ class DeviceLoader:
 
 
 def check_labels(labels: Tensor, num_classes: int | None = None, *, name: str = "labels") -> None:
-    """Raise a ValueError unless `labels` are integers from 0 to `num_classes` - 1.
-
-    Without `num_classes`, only non-negative integers are required. `name` says which argument
-    the labels came from, for the message.
-    """
+    """Raise a ValueError unless `labels` are integers from 0 to `num_classes` - 1 (or, without
+    `num_classes`, >= 0); `name` says which argument they came from."""
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"{name} must be integer class indices (int64), got dtype {labels.dtype}")
     if labels.numel() == 0:

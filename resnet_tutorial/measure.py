@@ -21,10 +21,8 @@ BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     """Give every BatchNorm of `model` random γ, β, running mean and variance, in place.
 
-    A fresh BN (γ = 1, β = 0, mean 0, variance 1) is the identity, give or take ε, so a port or
-    a block that swaps or forgets its BN tensors would still pass a comparison; with these
-    values it cannot. Per BN, in this order: γ ~ U(0.5, 1.5), β ~ 0.1·N(0, 1), mean ~
-    0.1·N(0, 1), variance ~ U(0.5, 1.5), drawn from a generator seeded with `seed`.
+    A fresh BN is the identity, give or take ε, so a port or a block that swaps or forgets its BN
+    tensors would still pass a comparison; with these values (seeded by `seed`) it cannot.
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -49,10 +47,8 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
 def count_macs(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> int:
     """Multiply-adds of one forward pass on one image of `input_size` (C, H, W).
 
-    Counted by `torch.utils.flop_counter` on the meta device (no real arithmetic, so it is
-    quick for any depth), which counts 2 FLOPs per multiply-add of convolutions and linear
-    layers; BN, ReLU, pooling and additions are not counted, as in the paper's Table 1, whose
-    "FLOPs" are multiply-adds.
+    Counted by `torch.utils.flop_counter` on the meta device (quick for any depth): convolutions
+    and linear layers only, as in the paper's Table 1, whose "FLOPs" are multiply-adds.
     """
     if len(input_size) != 3:
         raise ValueError(f"input_size must be (C, H, W), got {tuple(input_size)}")
@@ -67,11 +63,9 @@ def count_macs(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> i
 def summary(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> str:
     """torchsummary's layer table, computed on the model's own device, as text.
 
-    torchsummary makes a row of every module it hooks and adds each row's output to its
-    "Forward/backward pass size". An `nn.Identity` (our blocks' shortcut where torchvision
-    has `downsample=None`) stores nothing, so while the table is made each one is swapped
-    for an empty `nn.Sequential`, which also returns its input and which torchsummary skips:
-    the table and its memory estimate are then torchvision's (ResNet-50: 286.56 MB, not 317.18).
+    While the table is made, each `nn.Identity` (our shortcut where torchvision has
+    `downsample=None`) is an empty `nn.Sequential`, which torchsummary skips: the table and its
+    memory estimate are then torchvision's (ResNet-50: 286.56 MB, not 317.18).
     """
     from torchsummary import summary as torchsummary_summary
 
@@ -111,10 +105,7 @@ def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]
 
 
 def check_input(model: nn.Module, x: Tensor) -> None:
-    """Raise a clear error for an input that `model` (a ResNet) cannot take, before it runs.
-
-    The model itself leaves this to torch's layers, whose messages are less direct.
-    """
+    """Raise a clear error for an input that `model` (a ResNet) cannot take, before it runs."""
     if not isinstance(x, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -204,11 +195,9 @@ def gradient_norms(
 def response_stds(model: nn.Module, images: Tensor) -> list[tuple[str, float]]:
     """Standard deviation of each 3×3 layer's response, input to output (He et al. 2016a, Fig. 7).
 
-    The response of a layer is the output of the BN after its convolution, before the ReLU or
-    the addition; its std is taken per channel over the images and positions, then averaged
-    over the channels. Measured in eval mode (BN with its running statistics), with the model's
-    mode restored afterwards. Returns ``(name, std)`` for every BN inside the blocks, e.g.
-    ``layer1.0.bn1``; shortcut BNs (options B, C, D) are not 3×3 layers and are left out.
+    A response is the output of the BN after a convolution, before the ReLU or the addition; its
+    std is taken per channel, then averaged over the channels, in eval mode. Returns
+    ``(name, std)`` for every BN inside the blocks but the shortcuts', e.g. ``layer1.0.bn1``.
     """
     responses: list[tuple[str, float]] = []
     hooks = []

@@ -1,11 +1,7 @@
 """Training: the loop of the paper's CIFAR recipe, checkpoints and DDP (He et al. 2016a, Sec. 4.2).
 
-`fit(model, train, test, config)` trains with the optimizer and schedule of a `TrainConfig`
-(`config.py`), evaluates on the test set after every epoch and returns a `History`. With
-`config.checkpoint` it writes a checkpoint after every epoch (`checkpoint.py`), from which
-`fit(..., resume=path)` continues bit for bit where the run stopped. Under `torchrun` the same
-call trains with DistributedDataParallel. `evaluate` and `predict` measure a trained model. The
-command line for full runs on a GPU is `python -m resnet_tutorial` (`__main__.py`).
+`fit` trains with a `TrainConfig` (`config.py`) and returns a `History`; `evaluate` and
+`predict` measure a trained model.
 """
 
 from __future__ import annotations
@@ -65,10 +61,9 @@ _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 class History:
     """Per-epoch curves of a run. Errors are fractions in [0, 1]; losses are mean cross-entropy.
 
-    `train_loss` / `train_error` are running means over the epoch's (augmented) batches, as in
-    the paper's curves; `test_*` are measured after the epoch (NaN for an epoch without a test
-    pass, `TrainConfig.test_every`; None in JSON); `lr` is the learning rate of the epoch's last
-    iteration; `seconds` the epoch's wall time, training and test together.
+    `train_*` are running means over the epoch's (augmented) batches, as in the paper's curves;
+    `test_*` are NaN for an epoch without a test pass (None in JSON); `lr` is that of the
+    epoch's last iteration; `seconds` the epoch's wall time, training and test together.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -147,12 +142,9 @@ def evaluate(
     std: Sequence[float] = CIFAR10_STD,
     flip: bool = False,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and error (fraction wrong, 0..1) of `model` on `data`, in eval mode.
-
-    `device` defaults to the model's. The model's train/eval mode is restored afterwards.
-    `flip=True` scores each image by the mean of its logits and its mirror image's (flip
-    test-time augmentation); the book reports it apart from the one-view error.
-    """
+    """Mean cross-entropy and error (fraction wrong, 0..1) of `model` on `data`, in eval mode,
+    on `device` (else the model's). `flip=True` scores each image by the mean of its logits and
+    its mirror image's (flip test-time augmentation)."""
     images, labels = as_tensors(data)
     loss_sum, wrong, _ = _evaluate_sums(
         model, images, labels, batch_size, device, mean, std, flip=flip
@@ -290,20 +282,14 @@ def fit(
         model: any classifier of (N, C, H, W) float images; moved to the run's device.
         train, test: `ImageSet`s or (uint8 images, int64 labels) tuples.
         config: the recipe; None is `TrainConfig()`, or the checkpoint's config when resuming.
-        resume: a checkpoint written by an earlier `fit`; training continues after its last
-            epoch and, with the same config and data, ends bit for bit where an uninterrupted
-            run would (on the CPU; CUDA kernels may not be deterministic).
-        param_groups: optimizer groups with their own "lr" (e.g. `parameter_groups(model,
-            {"body": 0.01, "head": 0.1})` to fine-tune); None puts every trainable parameter
-            in one group at `config.lr`. Parameters with requires_grad=False never train, and
-            BN layers that `transfer.freeze` holds in eval mode keep their statistics.
+        resume: a checkpoint written by an earlier `fit`; with the same config and data the run
+            ends bit for bit where an uninterrupted one would (on the CPU).
+        param_groups: optimizer groups with their own "lr" (`transfer.parameter_groups`);
+            None puts every trainable parameter in one group at `config.lr`.
 
-    Under `torchrun` (WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel, each
-    process trains on its shard with `config.batch_size` images per step, and only rank 0
-    writes checkpoints and shows progress.
-
-    Raises:
-        NonFiniteLossError: when the loss becomes NaN or infinite.
+    Under `torchrun` (WORLD_SIZE > 1) each process trains its shard with DistributedDataParallel
+    and only rank 0 writes checkpoints and shows progress. A NaN or infinite loss raises
+    `NonFiniteLossError`.
     """
     checkpoint = load_checkpoint(resume) if resume is not None else None
     if config is None:
@@ -318,8 +304,7 @@ def training_throughput(
     model: nn.Module, train: Data, config: TrainConfig, *, seconds: float = 30.0
 ) -> float:
     """Training images per second of `config` on a copy of `model`: `fit` for one epoch on as
-    many of `train`'s images as take about `seconds` (sized by a first epoch of 10 batches,
-    which also warms up), without a test pass worth counting (one test image)."""
+    many of `train`'s images as take about `seconds` (sized by a warm-up epoch of 10 batches)."""
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
     images, labels = as_tensors(train)

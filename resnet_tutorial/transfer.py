@@ -1,12 +1,9 @@
 """Reusing trained ResNets: pretrained weights, new heads, freezing and per-part learning rates.
 
-Weights: torchvision's ImageNet weights for our `resnet18/34/50` (`load_pretrained_imagenet`, with
-`resize_and_crop` for their preprocessing) and the public CIFAR-10 checkpoints
-(`load_pretrained_cifar`); offline and not cached, both raise `WeightsUnavailableError`. A
-ResNet has three kinds of parts, input to output: the stem, the stages `layer1` … `layerN`
-(together the body) and the head (pooling and `fc`). `replace_head`, `freeze`, `unfreeze` and
-`parameter_groups` work on those parts, for feature extraction and fine-tuning (Yosinski et al.
-2014; Kornblith et al. 2019).
+A ResNet's parts, input to output: the stem, the stages `layer1` … `layerN` (together the body)
+and the head (pooling and `fc`); `replace_head`, `freeze`, `unfreeze` and `parameter_groups`
+work on them, for feature extraction and fine-tuning (Yosinski et al. 2014; Kornblith et al.
+2019).
 """
 
 from __future__ import annotations
@@ -44,11 +41,8 @@ CIFAR_CHECKPOINT_STD = IMAGENET_STD
 
 
 class WeightsUnavailableError(OSError):
-    """Pretrained weights that are not in torch.hub's cache and cannot be downloaded (offline).
-
-    An `OSError`, as the `URLError` of a failed download is. Its message names the file and
-    where it was looked for; `path` and `url` say the same to code.
-    """
+    """Pretrained weights that are not in torch.hub's cache and cannot be downloaded (offline);
+    an `OSError`, as the `URLError` of a failed download is."""
 
     def __init__(self, what: str, path: Path, url: str, cause: BaseException) -> None:
         super().__init__(
@@ -62,10 +56,8 @@ class WeightsUnavailableError(OSError):
 def load_pretrained_cifar(depth: int, *, device: torch.device | str = "cpu") -> ResNet:
     """Our `cifar_resnet(depth)` with Idelbayev's (2018) trained weights, in eval mode.
 
-    Downloads the checkpoint once into `$TORCH_HOME/hub/checkpoints` (offline, it is found
-    there; if it is not, `WeightsUnavailableError`) and checks its hash. Its inputs must be
-    normalised with `CIFAR_CHECKPOINT_MEAN` and `CIFAR_CHECKPOINT_STD`, which the returned model
-    also carries as `model.normalization`.
+    The checkpoint is downloaded once into `$TORCH_HOME/hub/checkpoints` and its hash checked on
+    every load. Its inputs are normalised with `model.normalization` (ImageNet's statistics).
     """
     if depth not in CIFAR_CHECKPOINTS:
         raise ValueError(
@@ -112,11 +104,8 @@ def _check_hash(path: Path) -> None:
 def cifar_checkpoint_to_ours(
     state_dict: dict[str, torch.Tensor], model: nn.Module
 ) -> dict[str, torch.Tensor]:
-    """Map Idelbayev's keys onto ours: drop DataParallel's `module.`, `linear` becomes `fc`.
-
-    The file was saved before BatchNorm had a `num_batches_tracked` buffer; we add the buffer
-    as 0 (it only matters for BN with momentum=None) so that the load can be strict.
-    """
+    """Map Idelbayev's keys onto ours: drop DataParallel's `module.`, `linear` becomes `fc`, and
+    add BN's `num_batches_tracked` (newer than the file) as 0, so that the load can be strict."""
     mapped = {}
     for key, value in state_dict.items():
         key = key.removeprefix("module.")
@@ -140,20 +129,11 @@ def load_pretrained_imagenet(
 ) -> tuple[ResNet, nn.Module]:  # fmt: skip
     """Our `resnet(depth)` with torchvision's ImageNet weights, in eval mode, and their transform.
 
-    The weights come through torchvision's weights API (`ResNet50_Weights.DEFAULT`, …): the
-    file is downloaded once into `$TORCH_HOME/hub/checkpoints`, its hash checked, and loaded
-    strictly (our keys are torchvision's). Returns the model and the weights' own preprocessing,
-    `weights.transforms()` (resize, centre crop, ImageNet mean and std), which the model also
-    carries as `model.normalization = (mean, std)`. Without the internet and without the file
-    in the cache, it raises `WeightsUnavailableError` (an `OSError`), at once: catch it to skip
-    what needs the weights.
-
-    Args:
-        depth: 18, 34 or 50.
-        weights: a member name of torchvision's enum, e.g. "DEFAULT" or "IMAGENET1K_V1", or
-            the member itself (`torchvision.models.ResNet50_Weights.IMAGENET1K_V2`).
-        progress: show torch.hub's download message and progress bar (False: print nothing).
-        device: where the model goes.
+    The weights come through torchvision's weights API (`weights` is a member of
+    `ResNet50_Weights`, … or its name, "DEFAULT" or "IMAGENET1K_V1"), downloaded once, hash
+    checked and loaded strictly (our keys are torchvision's). Also returns `weights.transforms()`,
+    whose mean and std the model carries as `model.normalization`. Offline and not cached, it
+    raises `WeightsUnavailableError` at once. `progress` shows torch.hub's download messages.
     """
     from torchvision.models import get_model_weights
 
@@ -192,11 +172,9 @@ def resize_and_crop(
 ) -> torch.Tensor:
     """The resize and centre crop of `preprocess` (the weights' `transforms()`), in uint8.
 
-    `preprocess(x)` resizes, crops the centre, scales to [0, 1] and normalises. This does the
-    first two, as torchvision does them on uint8 images (same size, interpolation and
-    antialiasing), and leaves the last two to the loaders of `fit`, `evaluate` and
-    `extract_features` (`mean` and `std` from `model.normalization`). CIFAR's (N, 3, 32, 32)
-    become (N, 3, 224, 224) for torchvision's ResNets, `batch_size` images at a time.
+    The scaling and normalisation of `preprocess` are left to the loaders of `fit`, `evaluate`
+    and `extract_features` (with `model.normalization`); CIFAR's (N, 3, 32, 32) become
+    (N, 3, 224, 224), `batch_size` images at a time.
     """
     from torchvision.transforms import functional as TF
 
@@ -320,12 +298,9 @@ def parameter_groups(
 ) -> list[dict[str, Any]]:
     """Optimizer parameter groups with a learning rate per part, trainable parameters only.
 
-    `lrs` maps parts ("stem", "layer1" …, "head", "body", "all") to learning rates, e.g.
-    `{"body": 0.01, "head": 0.1}` to fine-tune a pretrained body ten times slower than a new
-    head; the parts must not overlap. Trainable parameters of no listed part get `default`
-    (an error when it is None). Frozen parameters are left out. Each group holds "params",
-    "lr" and "name" (the part), ready for `torch.optim.SGD(groups, …)` or `fit(...,
-    param_groups=groups)`.
+    `lrs` maps parts that do not overlap ("stem", "layer1" …, "head", "body", "all") to
+    learning rates, e.g. `{"body": 0.01, "head": 0.1}`; trainable parameters of no listed part
+    get `default` (an error when it is None). Each group holds "params", "lr" and "name".
     """
     if not lrs:
         raise ValueError("lrs is empty; give at least one part → learning rate")

@@ -1,20 +1,5 @@
 """The book's ResNet in Keras 3 and in PyTorch Lightning, ported exactly (appendix).
 
-`from resnet_tutorial import frameworks`; every name below is `frameworks.<name>`. One module
-per concern:
-
-- `keras_models`: Keras on its torch backend (`import_keras`) and our ResNets built in Keras
-  from the same table, layer by layer (`keras_resnet`, `keras_cifar_resnet`, the blocks and
-  layers), with the settings in which a port can go wrong (`KerasOptions`);
-- `keras_porting`: our weights copied into a Keras model by name (`port_weights`, also into
-  `keras.applications.ResNet50` with `keras_applications_name`) and what compares the two
-  (`keras_logits`, `keras_parameters`, `keras_image_format`);
-- `lightning_module`: a `LightningModule` that trains as `rt.fit` does (`lightning_fit`,
-  `lit_resnet_class`, `EpochBatches`, `quiet_lightning`) and `rt.fit`'s loss per step to compare
-  it with (`fit_step_losses`).
-
-The appendix's exercise check is `rt.exercises.check_keras_basic_block`.
-
 Keras, Lightning and torchmetrics are optional (`pip install "resnet_tutorial[frameworks]"`):
 each is imported inside the functions that need it, so neither `import resnet_tutorial` nor
 `import resnet_tutorial.frameworks` does.

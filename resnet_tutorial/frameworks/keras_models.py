@@ -1,15 +1,10 @@
 """The book's ResNets in Keras 3, built from the same table as ours (appendix).
 
-Keras runs on its torch backend (`KERAS_BACKEND=torch`, set by `import_keras` unless already
-set), so that a Keras model is an `nn.Module` that takes and returns torch tensors, and the two
-models can be compared on the same tensors. The Keras networks are built from the same table as
-ours (`rt.DEPTHS`), in `channels_first` layout, with one Keras layer per torch layer, named after
-torchvision's keys ("layer1.0.conv1" → "layer1_0_conv1": torch modules refuse dots in names), so
-that `keras_porting.port_weights` copies every tensor by name. `KerasOptions` holds the few
-settings in which a port can go wrong; its defaults reproduce our network, every other value is
-a mistake that the appendix measures.
-
-Keras is imported inside the functions (`import_keras`), never when this module is.
+Keras runs on its torch backend, so that both models run on the same tensors. The layers are
+`channels_first`, one per torch layer, named after torchvision's keys ("layer1.0.conv1" →
+"layer1_0_conv1": torch modules refuse dots in names), so that `port_weights` copies every
+tensor by name. Keras is imported inside the functions (`import_keras`), never when this
+module is.
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""Our weights in a Keras model, and what compares the two (appendix).
-
-`port_weights` copies every tensor of one of our models into the Keras model of
-`keras_models` (or `keras.applications.ResNet50`, with `keras_applications_name`) by layer
-name, strictly, in Keras' layouts; `keras_logits` and `keras_parameters` give what is compared
-with our model's logits and `rt.count_parameters` (`rt.measure.randomize_batchnorm` gives
-BatchNorm values that a wrong port cannot pass by chance). Keras is imported inside the functions.
-"""
+"""Our weights in a Keras model, and what compares the two (appendix). Keras is imported inside
+the functions."""
 
 from __future__ import annotations
 
@@ -31,13 +25,8 @@ def port_weights(model: nn.Module, keras_model, *, name: Callable[[str], str] = 
     """Copy every weight of our `model` into the Keras model; return how many tensors were copied.
 
     Layers are matched by name (`name(key)` of each module's key) and the copy is strict, as
-    `load_state_dict` is: every Conv2d, BatchNorm2d and Linear must find a Keras layer with the
-    same shapes, and every Keras layer with weights must be filled. Layouts: a convolution's
-    kernel goes from torch's (out, in, kh, kw) to Keras' (kh, kw, in, out), a dense kernel from
-    (out, in) to (in, out); BatchNorm's γ, β, running mean and variance go to gamma, beta,
-    moving_mean, moving_variance. A Keras convolution with a bias gets zeros there (ours have
-    none), so that a port to a model with `conv_bias=True` computes the same function.
-    BatchNorm's ε and momentum are settings, not weights: they are *not* copied.
+    `load_state_dict` is, in Keras' layouts (`port_layer`). A Keras convolution's bias gets
+    zeros. BatchNorm's ε and momentum are settings, not weights: they are *not* copied.
     """
     keras = import_keras()
     layers = {layer.name: layer for layer in keras_model.layers if layer.weights}

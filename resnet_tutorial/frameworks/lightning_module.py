@@ -1,12 +1,5 @@
-"""A LightningModule that trains as `rt.fit` does, and what compares the two loops (appendix).
-
-`lightning_fit` wraps a model in a `LightningModule` (`lit_resnet_class`) and trains it with
-`pl.Trainer` exactly as `rt.fit` does on the CPU (the same optimizer, schedule, loss, batches,
-precision and memory format), and `fit_step_losses` recovers the loss of each of `rt.fit`'s
-steps, so that the losses of the two loops can be compared step by step.
-
-Lightning and torchmetrics are imported inside the functions, never when this module is.
-"""
+"""A LightningModule that trains as `rt.fit` does, and `rt.fit`'s loss per step to compare it
+with (appendix). Lightning and torchmetrics are imported inside the functions."""
 
 from __future__ import annotations
 
@@ -99,11 +92,8 @@ def lit_resnet_class() -> type[pl.LightningModule]:
 
 class EpochBatches:
     """A `DeviceLoader` for Lightning: each `iter()` yields the batches of the trainer's epoch
-    + 1, the epoch numbers that `rt.fit` gives its loader (1, 2, …).
-
-    Lightning calls `iter()` more than once per epoch (once only to check that the loader is
-    iterable), so the epoch is read from the trainer, not counted.
-    """
+    + 1, as `rt.fit` numbers them; read from the trainer, as Lightning calls `iter()` more than
+    once per epoch."""
 
     def __init__(self, loader: DeviceLoader, module: pl.LightningModule) -> None:
         self.loader, self.module = loader, module
@@ -178,12 +168,9 @@ def quiet_lightning() -> Iterator[None]:
 def fit_step_losses(
     model: nn.Module, train: Data, test: Data, config: TrainConfig
 ) -> tuple[History, list[float]]:
-    """`rt.fit(model, train, test, config)` and the loss of each of its training steps.
-
-    `rt.fit` records one mean loss per epoch. The loss of each step is recomputed here from the
-    logits of each training forward pass (kept by a forward hook) and the labels of its batch,
-    which `DeviceLoader.indices(epoch)` gives in the order that `rt.fit` reads them.
-    """
+    """`rt.fit(model, train, test, config)` and the loss of each of its training steps,
+    recomputed from the logits of each training forward pass (kept by a hook) and the labels
+    of its batch (`DeviceLoader.indices(epoch)`)."""
     logits: list[Tensor] = []
 
     def keep(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
