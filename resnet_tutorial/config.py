@@ -110,12 +110,9 @@ def _setting(default: Any, help: str) -> Any:
 class TrainConfig:
     """Settings of one training run; the defaults are the paper's CIFAR-10 recipe (Sec. 4.2).
 
-    The paper trains for 64k iterations (optimizer steps) at batch 128 and divides the learning
-    rate by 10 at 32k and 48k iterations; it chose that schedule on a 45k/5k train/val split.
-    A run here trains whole epochs: `iterations=I` trains E = ceil(I / S) epochs of S steps
-    (`epochs_for`), and the step schedule divides at 50% and 75% of the E * S steps it takes.
-    On all 50,000 training images at batch 128, S = 391: the default is 164 epochs = 64,124
-    steps, divided at steps 32,062 and 48,093.
+    The paper trains for 64k iterations at batch 128, the lr divided by 10 at 32k and 48k. A run
+    here trains whole epochs: `iterations=I` trains ceil(I / S) epochs of S steps (`epochs_for`);
+    on 50,000 images S = 391: 164 epochs = 64,124 steps, divided at 32,062 and 48,093.
 
     Each field's `help` (also its option's help on the command line) says what it does.
     """

@@ -72,11 +72,8 @@ VALIDATION_PER_CLASS = 500
 
 @dataclass(frozen=True, eq=False)
 class ImageSet:
-    """A labelled image set in memory: uint8 images (N, C, H, W), int64 labels (N,), class names.
-
-    `source` says where it was read from; it may hold an absolute path, so the repr leaves it out
-    and `short_source` keeps only the last two folders of each path, for printing.
-    """
+    """A labelled image set in memory: uint8 images (N, C, H, W), int64 labels (N,), class names,
+    and where it was read from (`source`, which the repr leaves out: it may hold a path)."""
 
     images: Tensor
     labels: Tensor
@@ -149,13 +146,11 @@ def cifar10(
             disjoint, fixed (no random draw) and together exactly "train"; each keeps the
             source order.
         root: the data folder; else `$RESNET_TUTORIAL_DATA`, else `~/.cache/resnet_tutorial`.
-        per_class: keep only the first `per_class` images of each class, in source order (of
-            the split: `cifar10("val5k", per_class=100)` is the first 100 of the 500).
-        download: download when the root holds no copy: the original images through
-            torchvision, or with `book_copy` the book's copy (`download_book_cifar10`).
-        book_copy: read only the book's JPEG copy, the tree `<root>/cifar10/`, never
-            torchvision's python batches: the pixels every stored output of the book was
-            computed on. Without it, the batches come first when both are in the root.
+        per_class: keep only the first `per_class` images of each class of the split.
+        download: download when the root holds no copy (through torchvision, or with
+            `book_copy` the book's copy, `download_book_cifar10`).
+        book_copy: read only the book's JPEG copy `<root>/cifar10/`, the pixels every stored
+            output of the book was computed on; without it, torchvision's batches come first.
     """
     _check_split(split, ("train", "test", "train45k", "val5k"))
     whole = "train" if split in ("train45k", "val5k") else split

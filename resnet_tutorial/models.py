@@ -80,18 +80,13 @@ class ResNet(nn.Module):
     `maxpool`, `layer1`…, `fc`) so that torchvision's state_dicts load key for key.
 
     Args:
-        block: the block class of every stage.
         layers: blocks per stage, one entry per stage (a row of Table 1).
-        num_classes: outputs of the final fully connected layer.
         stem: "imagenet" (7×7/2 conv, BN, ReLU, 3×3/2 max-pool), "deep" (ResNet-C: three 3×3
             convs, He et al. 2019a) or "cifar" (one 3×3 conv, no pool, Sec. 4.2).
         widths: channels of each stage before expansion; the stem outputs `widths[0]`.
         shortcut: "A", "B", "C", "D" or None (plain network); see `make_shortcut`.
-        stride_on: where a bottleneck puts its stride ("3x3" or "1x1").
-        preact: use pre-activation blocks (He et al. 2016b).
-        groups, width_per_group: ResNeXt / wide ResNet bottlenecks.
-        zero_init_residual: zero the last BN of each residual branch (Goyal et al. 2017).
-        in_channels: channels of the input images.
+        preact: pre-activation blocks (He et al. 2016b); `groups`, `width_per_group`: ResNeXt
+            and wide ResNet bottlenecks; `zero_init_residual`: see `blocks.zero_init_last`.
     """
 
     def __init__(
@@ -211,9 +206,8 @@ def _checked_block(
     in_channels: int, shortcut: Shortcut, stride_on: StrideOn, preact: bool, groups: int,
     width_per_group: int, zero_init_residual: bool,
 ) -> tuple[Block, dict[str, object]]:  # fmt: skip
-    """`ResNet`'s arguments checked (shortcut, stride_on and stem are checked where they are
-    used: `make_shortcut`, the bottlenecks, `ResNet._make_stem`); returns the block class of
-    every stage (its pre-activation twin for `preact`) and the options each block takes."""
+    """`ResNet`'s arguments checked (shortcut, stride_on and stem where they are used); returns
+    the block class of every stage (its pre-activation twin for `preact`) and its options."""
     check_positive_int("num_classes", num_classes)
     check_positive_int("in_channels", in_channels)
     check_positive_int("groups", groups)

@@ -28,13 +28,8 @@ from ._common import (
 @keeps_random_state
 def check_keras_basic_block(block_fn: Callable[..., Any]) -> None:
     """Exercise: `block_fn(x, in_channels, channels, stride)` applies a basic block to the Keras
-    tensor `x` (N, C, H, W) and returns its output, with its layers named as rt.BasicBlock's
-    modules: conv1, bn1, conv2, bn2, and downsample_0, downsample_1 where the shape changes.
-
-    It is compared with `rt.BasicBlock` (option B) at stride 1 and at stride 2, with random
-    weights and BatchNorm statistics ported by `port_weights`. Prints one line "✓ …", or raises
-    AssertionError with a hint.
-    """
+    tensor `x` (N, C, H, W), its layers named as rt.BasicBlock's modules (conv1, bn1, conv2,
+    bn2, downsample_0, downsample_1); compared with `rt.BasicBlock` under the same weights."""
     keras = import_keras()
     for in_channels, channels, stride in ((16, 16, 1), (16, 32, 2)):
         _check_keras_block_case(keras, block_fn, in_channels, channels, stride)

@@ -50,9 +50,8 @@ class _Scale(nn.Module):
 def check_residual(residual: Callable[..., Any]) -> None:
     """Check a residual wrapper y = f(x) + x (He et al. 2016a, Eq. 1 and Fig. 2).
 
-    Either a class `Residual(f)`, an nn.Module that stores the module `f` and returns
-    `f(x) + x`, or a function `residual(x, f)`. Tried with three f's: a linear layer, x ↦ -2x
-    and x ↦ 0·x (for which the gradient must still reach x through the shortcut).
+    Either a class `Residual(f)`, an nn.Module that stores `f` and returns `f(x) + x`, or a
+    function `residual(x, f)`; with f = 0·x the gradient must still reach x.
 
     Example:
         >>> class Residual(nn.Module):
@@ -149,9 +148,8 @@ def _diagnose_residual(name, calls, x, x_before, output, expected, f) -> None:
 def check_basic_block(block_cls: type[nn.Module]) -> None:
     """Check a basic block against `rt.BasicBlock` (He et al. 2016a, Fig. 2 left).
 
-    `block_cls(in_channels, channels, stride=1, downsample=None)` as torchvision's, with a class
-    attribute `expansion = 1`; it is built as (64, 64, 1) and as (64, 128, 2) with a 1×1
-    projection passed as `downsample` (a block that takes three arguments builds its own).
+    `block_cls(in_channels, channels, stride=1, downsample=None)` as torchvision's, with
+    `expansion = 1` (a block that takes three arguments builds its own projection).
 
     Example:
         >>> rt.exercises.check_basic_block(MyBasicBlock)
@@ -209,9 +207,8 @@ def check_plain_vs_residual(
 ) -> None:
     """Check a plain/residual pair for the degradation experiment (He et al. 2016a, Fig. 6).
 
-    The two must have the same convolutions and the same number of parameters (so option-A,
-    parameter-free shortcuts), the plain net must add no feature maps together and the
-    residual net must (one addition per block). Runs one forward pass of each.
+    The same convolutions and parameters (so parameter-free shortcuts); only the residual net
+    adds feature maps together.
 
     Example:
         >>> rt.exercises.check_plain_vs_residual(rt.cifar_plain(20), rt.cifar_resnet(20))

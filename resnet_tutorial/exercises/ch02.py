@@ -27,9 +27,8 @@ from ._common import (
 def check_shortcut(shortcut: Callable[..., Tensor] | type[nn.Module]) -> None:
     """Check an option-A shortcut against `rt.ZeroPadShortcut` (He et al. 2016a, Sec. 3.3).
 
-    Either a function `shortcut(x, out_channels, stride)` or an nn.Module class
-    `Shortcut(in_channels, out_channels, stride)`: it subsamples by taking every stride-th
-    pixel and pads the new channels with zeros, split evenly before and after the input's.
+    A function `shortcut(x, out_channels, stride)` or an nn.Module class
+    `Shortcut(in_channels, out_channels, stride)`.
 
     Example:
         >>> def shortcut(x, out_channels, stride):
@@ -156,8 +155,7 @@ def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
 
     `shortcut_parameters(option, in_channels, channels, depth, stride)` predicts how many
     parameters the shortcuts of `rt.make_stage(rt.BasicBlock, in_channels, channels, depth,
-    stride, option)` hold, for option "A", "B", "C" or "D" (He et al. 2016a, Sec. 3.3 and 4.1;
-    He et al. 2019a). It is called for the stages of `_SHORTCUT_CASES` and returns an integer.
+    stride, option)` hold, for options "A" to "D" (He et al. 2016a, Sec. 3.3; He et al. 2019a).
 
     Example:
         >>> rt.exercises.check_shortcut_parameters(shortcut_parameters)

@@ -23,9 +23,8 @@ from ._common import (
 def check_bottleneck(block_cls: type[nn.Module]) -> None:
     """Check a bottleneck block against `rt.Bottleneck` (He et al. 2016a, Fig. 5 right).
 
-    `block_cls(in_channels, channels, stride=1, downsample=None)` with `expansion = 4`: 1×1
-    to `channels`, 3×3 (with the stride, torchvision's "v1.5"), 1×1 to 4 × `channels`. Built
-    as (256, 64, 1), as (64, 64, 1) with a 64 → 256 projection, and as (256, 128, 2).
+    `block_cls(in_channels, channels, stride=1, downsample=None)` with `expansion = 4`, the
+    stride on the 3×3 (torchvision's "v1.5").
 
     Example:
         >>> rt.exercises.check_bottleneck(MyBottleneck)
@@ -57,9 +56,7 @@ def check_bottleneck_macs(bottleneck_macs: Callable[..., int]) -> None:
 
     `bottleneck_macs(in_channels, channels, size, stride, stride_on)` predicts the MACs of
     `rt.Bottleneck(in_channels, channels, stride, shortcut, stride_on=stride_on)` on one
-    size × size input, with option B's projection where the shape changes (He et al. 2016a,
-    Sec. 4.1). It is called for five blocks, from the 256-d block of chapter 3 to the first
-    block of ResNet-50's stage 4, and must return a whole number.
+    size × size input, with option B's projection where the shape changes (Sec. 4.1).
 
     Example:
         >>> rt.exercises.check_bottleneck_macs(bottleneck_macs)

@@ -69,10 +69,9 @@ def check_resnet(
 ) -> None:
     """Check an ImageNet ResNet against `rt.ResNet` (He et al. 2016a, Table 1).
 
-    Give `depth` (18, 34, 50, 101 or 152), or `layers` and `block` for another member of the
-    family (ResNet-26: `layers=[2, 2, 2, 2], block=rt.Bottleneck`). The model keeps
-    torchvision's names (conv1, bn1, maxpool, layer1 … layer4 with `downsample` in the blocks,
-    fc), so that its weights load into rt's model and the outputs are compared at 64×64.
+    Give `depth`, or `layers` and `block` for another member of the family (ResNet-26:
+    `layers=[2, 2, 2, 2], block=rt.Bottleneck`). The model keeps torchvision's names, so that
+    its weights load into rt's model and the outputs are compared.
 
     Example:
         >>> rt.exercises.check_resnet(MyResNet(MyBasicBlock, [3, 4, 6, 3]), 34)
@@ -99,9 +98,8 @@ def check_resnet(
 def check_cifar_resnet(model: nn.Module, depth: int = 20, *, num_classes: int = 10) -> None:
     """Check a CIFAR ResNet of depth 6n + 2 against `rt.cifar_resnet` (He et al. 2016a, Sec. 4.2).
 
-    A 3×3 stem with 16 channels and no pool, three stages of n basic blocks (16, 32, 64
-    channels), option-A shortcuts (no projections), global pooling and fc; named as torchvision
-    names its models (conv1, bn1, layer1 … layer3, fc). Outputs are compared at 32×32.
+    Named as torchvision names its models (conv1, bn1, layer1 … layer3, fc), so that the
+    outputs can be compared.
 
     Example:
         >>> rt.exercises.check_cifar_resnet(MyCifarResNet(n=3), 20)
@@ -132,9 +130,8 @@ def check_stage(make_stage_fn: Callable[..., nn.Module]) -> None:
     """Check a `make_stage` against `rt.make_stage` with option B (He et al. 2016a, Table 1).
 
     `make_stage_fn(block, in_channels, channels, depth, stride)` returns an `nn.Sequential` of
-    `depth` blocks, each built as `block(in_channels, channels, stride, downsample)`; only the
-    first block strides and, where it changes the shape, gets a projection (1×1 convolution
-    with the stride, then BN). A `make_stage_fn` with a sixth argument (`shortcut`) gets "B".
+    blocks `block(in_channels, channels, stride, downsample)`; one with a sixth argument
+    (`shortcut`) gets "B".
 
     Example:
         >>> rt.exercises.check_stage(my_make_stage)
@@ -193,9 +190,8 @@ def _compare_stage(call, stage, reference, in_channels, stride) -> bool:
 
 
 class _Reference(ResNet):
-    """rt's ResNet without its weight initialisation: built on the meta device, it costs
-    nothing, and its weights come from the learner's model (initialising meta tensors with
-    kaiming_normal_ would import torch._dynamo, seconds on a small CPU)."""
+    """rt's ResNet without its weight initialisation (on the meta device, kaiming_normal_ would
+    import torch._dynamo, seconds on a small CPU): its weights come from the learner's model."""
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         pass

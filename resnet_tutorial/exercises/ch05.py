@@ -25,9 +25,8 @@ def check_lr_schedule(
 ) -> None:
     """Check the paper's step schedule: lr(step) for step = 0 … total_steps - 1 (Sec. 3.4, 4.2).
 
-    `base_lr` until 50% of the steps, base_lr / 10 until 75%, base_lr / 100 after; steps count
-    from 0 and step int(0.5 · total_steps) is the first at the new rate (as `rt.train` does;
-    with an odd count, either neighbour of the 50% point is accepted).
+    `base_lr` until 50% of the steps, base_lr / 10 until 75%, base_lr / 100 after; step
+    int(0.5 · total_steps) is the first at the new rate (with an odd count, either neighbour).
 
     Example:
         >>> rt.exercises.check_lr_schedule(lambda s: 0.1 * 0.1 ** ((s >= 50) + (s >= 75)),
@@ -95,9 +94,8 @@ def check_weight_decay_groups(
 ) -> None:
     """Check weight decay per parameter: on conv and linear weights, not on BN or biases.
 
-    `param_groups` is an optimizer or the list of groups given to one. Every trainable
-    parameter sits in exactly one group; those with p.ndim <= 1 (BN's γ and β, biases) get
-    weight_decay 0, the others a positive one (`weight_decay`, if given; 1e-4 in the paper).
+    `param_groups` is an optimizer or the list of groups given to one; the decay of the weights
+    is `weight_decay`, if given.
 
     Example:
         >>> rt.exercises.check_weight_decay_groups(optimizer, model, weight_decay=1e-4)
@@ -174,10 +172,8 @@ def check_eval_mode(
 ) -> None:
     """Check that an `evaluate(model, data)` runs the model in eval mode and without gradients.
 
-    The model is put in train mode first; during the call every forward pass must see the
-    model and its BN layers in eval mode (BN then uses its running statistics and leaves them
-    unchanged) and gradients off (torch.no_grad or torch.inference_mode). By default the model
-    is a small CIFAR ResNet and `data` a tuple (images (16, 3, 32, 32) float, labels (16,)).
+    The model is put in train mode first. By default it is a small CIFAR ResNet and `data` a
+    tuple (images (16, 3, 32, 32) float, labels (16,)).
 
     Example:
         >>> rt.exercises.check_eval_mode(my_evaluate)

@@ -23,11 +23,9 @@ def _in_parts(name: str, parts: Sequence[str]) -> bool:
 def check_frozen(model: nn.Module, trainable: Sequence[str], *, bn_frozen: bool = True) -> None:
     """Check that exactly the named parts of `model` train, and that frozen BN stays frozen.
 
-    `trainable` lists the parts that train, as names or name prefixes (`["fc"]` for feature
-    extraction, `["layer4", "fc"]` to fine-tune the last stage); every other parameter must
-    have requires_grad=False. With `bn_frozen=True` the BatchNorm layers of the frozen part
-    must also stay in eval mode after `model.train()` (which a training loop calls every
-    epoch), so that their running statistics do not drift.
+    `trainable` lists the parts that train, as names or name prefixes (`["layer4", "fc"]`).
+    With `bn_frozen=True` the BatchNorm layers of the frozen part must also stay in eval mode
+    after `model.train()`, so that their running statistics do not drift.
 
     Example:
         >>> rt.exercises.check_frozen(model, ["fc"])
@@ -93,9 +91,8 @@ def check_new_head(
 ) -> None:
     """Check a replaced classifier: `model.fc` is a new, trainable Linear(features → num_classes).
 
-    Its input width must match what the backbone gives (found by running the model on a small
-    batch), its weights must look freshly initialised (within nn.Linear's ±1/√in_features,
-    or zero) and, if `old_head` is given, it must not be that layer.
+    Its input width must match what the backbone gives, its weights must look freshly
+    initialised and, if `old_head` is given, it must not be that layer.
 
     Example:
         >>> old = model.fc
@@ -168,8 +165,8 @@ def _head_input_width(model: nn.Module, first_linear: nn.Linear) -> int:
 def check_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
     """Check that `optimizer` holds exactly the model's trainable parameters (chapter 6).
 
-    Create the optimizer after replacing the head and freezing: it must hold every parameter
-    with requires_grad=True, no frozen one and nothing that is not in the model (an old head).
+    It must hold every parameter with requires_grad=True, no frozen one and nothing that is not
+    in the model (an old head).
 
     Example:
         >>> optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], 0.01)

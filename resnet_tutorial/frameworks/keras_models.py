@@ -45,16 +45,12 @@ class KerasOptions:
     """How the Keras layers are made. The defaults give our torch network exactly.
 
     Args:
-        conv_bias: a bias in every convolution (Keras' `Conv2D` default), each one right before
-            a BatchNorm, which subtracts it again.
+        conv_bias: a bias in every convolution (Keras' `Conv2D` default), before a BatchNorm.
         epsilon: BatchNorm's ε; Keras' default is 1e-3, torch's 1e-5.
-        momentum: BatchNorm's running-average momentum in Keras' sense (new = m · old +
-            (1 - m) · batch); torch's momentum=0.1 is Keras' 0.9, Keras' default is 0.99.
-        stem_pool: "3x3" (3×3 max-pool, stride 2, padding 1: the paper's and torchvision's) or
-            "2x2" (2×2 max-pool, stride 2, no padding).
-        padding: "explicit" (ZeroPadding2D(k // 2), then a 'valid' convolution: torch's
-            padding=k // 2) or "same" (Keras' padding='same', which at stride 2 pads only the
-            bottom and right of an even-sized input).
+        momentum: in Keras' sense (new = m · old + (1 - m) · batch): torch's 0.1 is Keras' 0.9.
+        stem_pool: "3x3" (stride 2, padding 1: the paper's) or "2x2" (stride 2, no padding).
+        padding: "explicit" (ZeroPadding2D(k // 2), then 'valid': torch's padding=k // 2) or
+            "same" (Keras' 'same', which at stride 2 pads only the bottom and right).
     """
 
     conv_bias: bool = False
