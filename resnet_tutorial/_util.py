@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -21,6 +21,12 @@ def check_positive_int(name: str, value: object, *, minimum: int = 1) -> None:
     if value < minimum:
         kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{name} must be {kind}, got {value}")
+
+
+def check_number(name: str, value: object, allowed: str, ok: Callable[[float], bool]) -> None:
+    """ValueError unless `value` is a number (not a bool) for which `ok` holds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from resnet_tutorial._util import check_positive_int, positive_env
+from resnet_tutorial._util import check_number, check_positive_int, positive_env
 from resnet_tutorial.data import CIFAR10_MEAN, CIFAR10_STD
 
 Schedule = Literal["step", "cosine", "onecycle"]
@@ -205,19 +205,19 @@ class TrainConfig:
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("seed", self.seed, minimum=0)
         check_positive_int("test_every", self.test_every)
-        _check_number("lr", self.lr, "a finite number > 0", lambda v: 0 < v < math.inf)
-        _check_number("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
-        _check_number("weight_decay", self.weight_decay, "a finite number >= 0",
-                      lambda v: 0 <= v < math.inf)  # fmt: skip
-        _check_number("label_smoothing", self.label_smoothing, "a number in [0, 1)",
-                      lambda v: 0 <= v < 1)  # fmt: skip
+        check_number("lr", self.lr, "a finite number > 0", lambda v: 0 < v < math.inf)
+        check_number("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
+        check_number("weight_decay", self.weight_decay, "a finite number >= 0",
+                     lambda v: 0 <= v < math.inf)  # fmt: skip
+        check_number("label_smoothing", self.label_smoothing, "a number in [0, 1)",
+                     lambda v: 0 <= v < 1)  # fmt: skip
         if self.epochs is not None:
             below = f"a number in [0, epochs={self.epochs})"
-            _check_number("warmup_epochs", self.warmup_epochs, below,
-                          lambda v: 0 <= v < self.epochs)  # fmt: skip
+            check_number("warmup_epochs", self.warmup_epochs, below,
+                         lambda v: 0 <= v < self.epochs)  # fmt: skip
         else:  # checked against the epochs in `epochs_for`, once the data set is known
-            _check_number("warmup_epochs", self.warmup_epochs, "a finite number >= 0",
-                          lambda v: 0 <= v < math.inf)  # fmt: skip
+            check_number("warmup_epochs", self.warmup_epochs, "a finite number >= 0",
+                         lambda v: 0 <= v < math.inf)  # fmt: skip
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
         for name in ("nesterov", "decay_bn_and_bias", "compile", "augment"):
@@ -309,11 +309,6 @@ def recipe(name: str = "paper", **overrides: Any) -> TrainConfig:
     if "iterations" in overrides and "epochs" not in overrides:
         settings["epochs"] = None
     return TrainConfig(**settings)
-
-
-def _check_number(name: str, value: object, allowed: str, ok: Callable[[float], bool]) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
 def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:

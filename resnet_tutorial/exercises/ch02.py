@@ -156,10 +156,6 @@ def check_shortcut_parameters(shortcut_parameters: Callable[..., int]) -> None:
     `shortcut_parameters(option, in_channels, channels, depth, stride)` predicts how many
     parameters the shortcuts of `rt.make_stage(rt.BasicBlock, in_channels, channels, depth,
     stride, option)` hold, for options "A" to "D" (He et al. 2016a, Sec. 3.3; He et al. 2019a).
-
-    Example:
-        >>> rt.exercises.check_shortcut_parameters(shortcut_parameters)
-        ✓ shortcut parameters: 7 stages, …
     """
     if not callable(shortcut_parameters):
         raise TypeError(f"shortcut_parameters must be a function, got {shortcut_parameters!r}")

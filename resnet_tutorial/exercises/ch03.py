@@ -25,10 +25,6 @@ def check_bottleneck(block_cls: type[nn.Module]) -> None:
 
     `block_cls(in_channels, channels, stride=1, downsample=None)` with `expansion = 4`, the
     stride on the 3×3 (torchvision's "v1.5").
-
-    Example:
-        >>> rt.exercises.check_bottleneck(MyBottleneck)
-        ✓ Bottleneck: parameters (…), no conv bias, 1×1-3×3-1×1 with expansion 4, …
     """
     cases = [(256, 64, 1), (64, 64, 1), (256, 128, 2)]
     counts, compared = check_block(block_cls, Bottleneck, cases)
@@ -57,10 +53,6 @@ def check_bottleneck_macs(bottleneck_macs: Callable[..., int]) -> None:
     `bottleneck_macs(in_channels, channels, size, stride, stride_on)` predicts the MACs of
     `rt.Bottleneck(in_channels, channels, stride, shortcut, stride_on=stride_on)` on one
     size × size input, with option B's projection where the shape changes (Sec. 4.1).
-
-    Example:
-        >>> rt.exercises.check_bottleneck_macs(bottleneck_macs)
-        ✓ Bottleneck MACs: 5 blocks, …
     """
     if not callable(bottleneck_macs):
         raise TypeError(f"bottleneck_macs must be a function, got {bottleneck_macs!r}")

@@ -72,10 +72,6 @@ def check_resnet(
     Give `depth`, or `layers` and `block` for another member of the family (ResNet-26:
     `layers=[2, 2, 2, 2], block=rt.Bottleneck`). The model keeps torchvision's names, so that
     its weights load into rt's model and the outputs are compared.
-
-    Example:
-        >>> rt.exercises.check_resnet(MyResNet(MyBasicBlock, [3, 4, 6, 3]), 34)
-        ✓ ResNet-34: stem 7×7/2 conv and 3×3/2 max-pool, blocks per stage [3, 4, 6, 3], …
     """
     block_cls, layers, name, source = _architecture(depth, layers, block)
     with torch.device("meta"):
@@ -100,10 +96,6 @@ def check_cifar_resnet(model: nn.Module, depth: int = 20, *, num_classes: int = 
 
     Named as torchvision names its models (conv1, bn1, layer1 … layer3, fc), so that the
     outputs can be compared.
-
-    Example:
-        >>> rt.exercises.check_cifar_resnet(MyCifarResNet(n=3), 20)
-        ✓ CIFAR ResNet-20: 3×3 stem with 16 channels and no pool, 3 blocks per stage, …
     """
     cifar_resnet(depth, num_classes, width=1)  # checks depth = 6n + 2 and num_classes
     n = (depth - 2) // 6
@@ -132,10 +124,6 @@ def check_stage(make_stage_fn: Callable[..., nn.Module]) -> None:
     `make_stage_fn(block, in_channels, channels, depth, stride)` returns an `nn.Sequential` of
     blocks `block(in_channels, channels, stride, downsample)`; one with a sixth argument
     (`shortcut`) gets "B".
-
-    Example:
-        >>> rt.exercises.check_stage(my_make_stage)
-        ✓ make_stage: block counts, only the first block strides, …
     """
     cases = [
         (BasicBlock, 64, 64, 2, 1),

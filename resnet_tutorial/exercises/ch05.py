@@ -96,10 +96,6 @@ def check_weight_decay_groups(
 
     `param_groups` is an optimizer or the list of groups given to one; the decay of the weights
     is `weight_decay`, if given.
-
-    Example:
-        >>> rt.exercises.check_weight_decay_groups(optimizer, model, weight_decay=1e-4)
-        ✓ weight decay: 0.0001 on 21 conv/linear weights, none on 41 BN parameters and biases
     """
     groups = getattr(param_groups, "param_groups", param_groups)
     names = {id(p): n for n, p in model.named_parameters()}
@@ -174,10 +170,6 @@ def check_eval_mode(
 
     The model is put in train mode first. By default it is a small CIFAR ResNet and `data` a
     tuple (images (16, 3, 32, 32) float, labels (16,)).
-
-    Example:
-        >>> rt.exercises.check_eval_mode(my_evaluate)
-        ✓ evaluate: 1 forward pass, all in eval mode under no_grad; BN statistics unchanged
     """
     if model is None:
         model = cifar_resnet(8, width=4)

@@ -26,10 +26,6 @@ def check_frozen(model: nn.Module, trainable: Sequence[str], *, bn_frozen: bool 
     `trainable` lists the parts that train, as names or name prefixes (`["layer4", "fc"]`).
     With `bn_frozen=True` the BatchNorm layers of the frozen part must also stay in eval mode
     after `model.train()`, so that their running statistics do not drift.
-
-    Example:
-        >>> rt.exercises.check_frozen(model, ["fc"])
-        ✓ frozen: 2 parameter tensors train (fc), 60 are frozen; …
     """
     parts = [trainable] if isinstance(trainable, str) else list(trainable)
     params = list(model.named_parameters())

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from .._util import check_number
 from ..blocks import BasicBlock, Bottleneck, make_shortcut
 from ..models import DEPTHS, cifar_blocks_per_stage
 
@@ -64,10 +65,8 @@ class KerasOptions:
             raise ValueError(f"stem_pool must be '3x3' or '2x2', got {self.stem_pool!r}")
         if self.padding not in ("explicit", "same"):
             raise ValueError(f"padding must be 'explicit' or 'same', got {self.padding!r}")
-        if not (isinstance(self.epsilon, (int, float)) and self.epsilon > 0):
-            raise ValueError(f"epsilon must be a number > 0, got {self.epsilon!r}")
-        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
-            raise ValueError(f"momentum must be a number in [0, 1), got {self.momentum!r}")
+        check_number("epsilon", self.epsilon, "a number > 0", lambda v: v > 0)
+        check_number("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1)
 
 
 def keras_name(key: str) -> str:
