@@ -427,11 +427,8 @@ def _affine(
 
 
 def seeded_generator(*numbers: int) -> torch.Generator:
-    """A CPU generator whose stream depends on all the numbers given (seed, epoch, ...).
-
-    `DeviceLoader` shuffles epoch e with `seeded_generator(seed, e)` and augments rank r's
-    batches with `seeded_generator(seed, e, r)`: a resumed run draws the same batches.
-    """
+    """A CPU generator whose stream depends on all the numbers given (seed, epoch, rank), so
+    that a resumed run's `DeviceLoader` draws the same batches."""
     digest = hashlib.sha256(",".join(map(str, numbers)).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 

@@ -62,8 +62,7 @@ class History:
     """Per-epoch curves of a run. Errors are fractions in [0, 1]; losses are mean cross-entropy.
 
     `train_*` are running means over the epoch's (augmented) batches, as in the paper's curves;
-    `test_*` are NaN for an epoch without a test pass (None in JSON); `lr` is that of the
-    epoch's last iteration; `seconds` the epoch's wall time, training and test together.
+    `test_*` are NaN for an epoch without a test pass (None in JSON); `lr` is the last step's.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -287,9 +286,8 @@ def fit(
         param_groups: optimizer groups with their own "lr" (`transfer.parameter_groups`);
             None puts every trainable parameter in one group at `config.lr`.
 
-    Under `torchrun` (WORLD_SIZE > 1) each process trains its shard with DistributedDataParallel
-    and only rank 0 writes checkpoints and shows progress. A NaN or infinite loss raises
-    `NonFiniteLossError`.
+    Under `torchrun` each process trains its shard with DistributedDataParallel. A NaN or
+    infinite loss raises `NonFiniteLossError`.
     """
     checkpoint = load_checkpoint(resume) if resume is not None else None
     if config is None:

@@ -129,11 +129,9 @@ def load_pretrained_imagenet(
 ) -> tuple[ResNet, nn.Module]:  # fmt: skip
     """Our `resnet(depth)` with torchvision's ImageNet weights, in eval mode, and their transform.
 
-    The weights come through torchvision's weights API (`weights` is a member of
-    `ResNet50_Weights`, … or its name, "DEFAULT" or "IMAGENET1K_V1"), downloaded once, hash
-    checked and loaded strictly (our keys are torchvision's). Also returns `weights.transforms()`,
-    whose mean and std the model carries as `model.normalization`. Offline and not cached, it
-    raises `WeightsUnavailableError` at once. `progress` shows torch.hub's download messages.
+    `weights` is a member of torchvision's `ResNet50_Weights`, … or its name ("DEFAULT",
+    "IMAGENET1K_V1"); the model carries their transform's mean and std as `model.normalization`.
+    Offline and not cached, it raises `WeightsUnavailableError` at once.
     """
     from torchvision.models import get_model_weights
 

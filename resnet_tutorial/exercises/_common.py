@@ -48,22 +48,20 @@ def _weighted_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, *BATCH_NORMS))]
 
 
+def _same_layout(a: nn.Module, b: nn.Module) -> bool:
+    a, b = a.state_dict(), b.state_dict()
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+
+
 def copy_weights(source: nn.Module, target: nn.Module) -> bool:
     """Load `source`'s weights into `target`: by name where the keys match torchvision's, else
     layer by layer in the order they were created. False where neither fits."""
-    src, dst = source.state_dict(), target.state_dict()
-    if src.keys() == dst.keys() and all(src[k].shape == dst[k].shape for k in src):
-        target.load_state_dict(src, assign=True)
+    if _same_layout(source, target):
+        target.load_state_dict(source.state_dict(), assign=True)
         return True
     sources, targets = _weighted_modules(source), _weighted_modules(target)
-    if len(sources) != len(targets):
+    if len(sources) != len(targets) or not all(map(_same_layout, sources, targets)):
         return False
-    for s, t in zip(sources, targets):
-        s_state, t_state = s.state_dict(), t.state_dict()
-        if s_state.keys() != t_state.keys() or any(
-            s_state[k].shape != t_state[k].shape for k in s_state
-        ):
-            return False
     for s, t in zip(sources, targets):
         t.load_state_dict(s.state_dict(), assign=True)
     return True

@@ -43,16 +43,6 @@ def check_residual(residual: Callable[..., Any]) -> None:
 
     Either a class `Residual(f)`, an nn.Module that stores `f` and returns `f(x) + x`, or a
     function `residual(x, f)`; with f = 0·x the gradient must still reach x.
-
-    Example:
-        >>> class Residual(nn.Module):
-        ...     def __init__(self, f):
-        ...         super().__init__()
-        ...         self.f = f
-        ...     def forward(self, x):
-        ...         return self.f(x) + x
-        >>> rt.exercises.check_residual(Residual)
-        ✓ Residual: returns f(x) + x for three f's, calls f once, …
     """
     is_class = isinstance(residual, type)
     name = getattr(residual, "__name__", "residual")

@@ -29,13 +29,6 @@ def check_shortcut(shortcut: Callable[..., Tensor] | type[nn.Module]) -> None:
 
     A function `shortcut(x, out_channels, stride)` or an nn.Module class
     `Shortcut(in_channels, out_channels, stride)`.
-
-    Example:
-        >>> def shortcut(x, out_channels, stride):
-        ...     pad = out_channels - x.shape[1]
-        ...     return F.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, pad // 2, pad - pad // 2))
-        >>> rt.exercises.check_shortcut(shortcut)
-        ✓ option-A shortcut: parameter-free, subsamples with x[:, :, ::2, ::2], …
     """
     is_module = isinstance(shortcut, type) and issubclass(shortcut, nn.Module)
     if not is_module and not callable(shortcut):

@@ -27,11 +27,6 @@ def check_lr_schedule(
 
     `base_lr` until 50% of the steps, base_lr / 10 until 75%, base_lr / 100 after; step
     int(0.5 · total_steps) is the first at the new rate (with an odd count, either neighbour).
-
-    Example:
-        >>> rt.exercises.check_lr_schedule(lambda s: 0.1 * 0.1 ** ((s >= 50) + (s >= 75)),
-        ...                                total_steps=100)
-        ✓ lr schedule: 0.1 for steps 0–49, 0.01 for 50–74, 0.001 for 75–99
     """
     check_positive_int("total_steps", total_steps, minimum=4)
     rates = [

@@ -89,12 +89,6 @@ def check_new_head(
 
     Its input width must match what the backbone gives, its weights must look freshly
     initialised and, if `old_head` is given, it must not be that layer.
-
-    Example:
-        >>> old = model.fc
-        >>> model.fc = nn.Linear(model.fc.in_features, 10)
-        >>> rt.exercises.check_new_head(model, 10, old_head=old)
-        ✓ new head: fc = Linear(512 → 10), new, freshly initialised and trainable; …
     """
     fc = getattr(model, "fc", None)
     linears = [m for m in fc.modules() if isinstance(m, nn.Linear)] if fc is not None else []
@@ -163,11 +157,6 @@ def check_optimizer_params(optimizer: torch.optim.Optimizer, model: nn.Module) -
 
     It must hold every parameter with requires_grad=True, no frozen one and nothing that is not
     in the model (an old head).
-
-    Example:
-        >>> optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], 0.01)
-        >>> rt.exercises.check_optimizer_params(optimizer, model)
-        ✓ optimizer: holds exactly the 2 trainable parameter tensors (fc.weight, fc.bias), …
     """
     held = [p for group in optimizer.param_groups for p in group["params"]]
     names = {id(p): n for n, p in model.named_parameters()}

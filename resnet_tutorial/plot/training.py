@@ -35,12 +35,8 @@ def _error_columns(history: History, name: str) -> tuple[np.ndarray, np.ndarray,
     def column(key: str) -> Any:
         return history[key] if isinstance(history, Mapping) else getattr(history, key)
 
-    train = as_percent(column("train_error"), f"{name}.train_error")
-    return (
-        as_numbers(column("epoch")),
-        train,
-        as_percent(column("test_error"), f"{name}.test_error"),
-    )
+    errors = (as_percent(column(k), f"{name}.{k}") for k in ("train_error", "test_error"))
+    return (as_numbers(column("epoch")), *errors)
 
 
 def training_curves(
