@@ -23,8 +23,7 @@ NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovi
 NB_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n / 2 > 1 ? n / 2 : 1 )))
 
 .PHONY: test test-unit test-notebooks test-full-path test-oldest-torch test-site lint book notebooks bench test-gpu device-data clean \
-	results results-fig6 results-paper results-precision results-fast results-fast-depths \
-	results-fast-ablations
+	results results-paper results-fast results-fast-depths results-fast-ablations
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -89,21 +88,10 @@ bench: $(STAMP)
 RESULTS_PRECISION ?= auto
 RESULTS_JOBS ?= 2
 RESULTS_THREADS ?= 1
-FIG6_MODELS := plain56 resnet56 plain20 resnet20
-FIG6_EPOCHS ?= 10
 TRAIN_CLI = OMP_NUM_THREADS=$(RESULTS_THREADS) PYTHONUNBUFFERED=1 $(PY) -m resnet_tutorial \
 	--precision $(RESULTS_PRECISION) --progress
 
-results: results-fig6 results-paper results-precision results-fast results-fast-depths \
-	results-fast-ablations
-
-# Fig. 6 of He et al. 2016: plain and residual nets of depth 20 and 56, one compressed step schedule.
-results-fig6: $(STAMP)
-	$(MAKE) -j$(RESULTS_JOBS) $(addprefix book/results/fig6_,$(addsuffix .json,$(FIG6_MODELS)))
-
-book/results/fig6_%.json:
-	$(TRAIN_CLI) --model cifar_$* --epochs $(FIG6_EPOCHS) --out runs/fig6_$* --result $@ \
-		$$(test -f runs/fig6_$*/checkpoint.pt && echo --resume)
+results: results-paper results-fast results-fast-depths results-fast-ablations
 
 # Table 6, the ResNet-20 row: ResNet-20 with the paper's recipe, 64k iterations on all 50,000 images:
 # 164 epochs of 391 steps (64,124 steps, lr / 10 at steps 32,062 and 48,093). Resume it with the
@@ -115,15 +103,6 @@ results-paper: $(STAMP)
 book/results/paper_resnet20.json:
 	$(TRAIN_CLI) --model cifar_resnet20 --iterations 64000 --out runs/paper_resnet20 --result $@ \
 		$$(test -f runs/paper_resnet20/checkpoint.pt && echo --resume)
-
-# What bf16 costs: fig6_resnet20 (bf16) again in fp32, with the same seed and 10 epochs.
-results-precision: $(STAMP)
-	$(MAKE) book/results/fp32_resnet20.json
-
-book/results/fp32_resnet20.json: override RESULTS_PRECISION := fp32
-book/results/fp32_resnet20.json:
-	$(TRAIN_CLI) --model cifar_resnet20 --epochs $(FIG6_EPOCHS) --out runs/fp32_resnet20 --result $@ \
-		$$(test -f runs/fp32_resnet20/checkpoint.pt && echo --resume)
 
 # The fast recipe (`--recipe fast`, config.RECIPES, chapter 5): one run at a time with both
 # cores (FAST_THREADS), so that each run's seconds are its own. The ResNet-20 seeds are the

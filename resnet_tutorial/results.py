@@ -101,7 +101,7 @@ def names(folder: str | os.PathLike | None = None) -> list[str]:
 
 
 def load(name: str, folder: str | os.PathLike | None = None) -> Result:
-    """The run `name` (e.g. "fig6_resnet20"): from `folder` if given (your own runs, written
+    """The run `name` (e.g. "fast_resnet20_seed0"): from `folder` if given (your own runs, written
     with `--result <folder>/<name>.json`), else from the checkout or the repository."""
     fields = json.loads(_file(f"{name}.json", folder).read_text())
     return Result(name, fields, History.from_dict(fields["history"]), folder)
