@@ -112,9 +112,15 @@ def test_training_curves_with_seeds_draw_the_mean_and_a_min_max_band():
     lines = {line.get_label(): line for line in ax.lines}
     np.testing.assert_allclose(lines["resnet-20 train"].get_ydata(), [40.0, 20.0])
     np.testing.assert_allclose(lines["resnet-20 test"].get_ydata(), [50.0, 30.0])
-    assert len(ax.collections) == 2  # one band for train, one for test
+    assert len(ax.collections) == 1  # one band a network: around its test error
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(20.0) and band.max() == pytest.approx(60.0)
+    fig = plot.training_curves({"resnet-20": seeds}, band="train")
+    band = fig.axes[0].collections[0].get_paths()[0].vertices[:, 1]  # the training errors' range
+    assert len(fig.axes[0].collections) == 1
     assert band.min() == pytest.approx(10.0) and band.max() == pytest.approx(50.0)
+    with pytest.raises(ValueError, match=r"band must be 'train' or 'test' \(held_out\), got 'val'"):
+        plot.training_curves({"resnet-20": seeds}, band="val")
 
 
 def test_training_curves_reject_percentages_where_fractions_belong():

@@ -46,16 +46,21 @@ def training_curves(
     ax: Axes | None = None,
     ylim: tuple[float, float] | None = None,
     held_out: str = "test",
+    band: str | None = None,
 ) -> Figure:
     """Train (thin, dashed) and test (bold) error per epoch, one colour per run, in the style of
     He et al. (2016a), Fig. 6.
 
     Args:
         runs: name → ``History``, or name → list of histories from several seeds: drawn as
-            their mean with a min–max band.
+            their mean, with a min–max band around the curve that `band` names.
         ylim: y range in percent, e.g. ``(0, 20)`` to zoom in as the paper does.
         held_out: what the bold curve was measured on, for the legend ("validation", say).
+        band: which curve of several seeds gets the band: `held_out` (the default) or "train".
     """
+    band = held_out if band is None else band
+    if band not in ("train", held_out):
+        raise ValueError(f"band must be 'train' or {held_out!r} (held_out), got {band!r}")
     with style():
         fig, ax = figure_and_axes(ax, (6.4, 4.2))
         for i, (name, run) in enumerate(runs.items()):
@@ -67,15 +72,9 @@ def training_curves(
                 errors = np.stack([c[k] for c in columns])  # (seeds, epochs), in %
                 ax.plot(epoch, errors.mean(0), dashes, lw=width, color=palette_color(i),
                         label=f"{name} {part}")  # fmt: skip
-                if len(seeds) > 1:
-                    ax.fill_between(
-                        epoch,
-                        errors.min(0),
-                        errors.max(0),
-                        color=palette_color(i),
-                        alpha=0.18,
-                        lw=0,
-                    )
+                if len(seeds) > 1 and part == band:
+                    ax.fill_between(epoch, errors.min(0), errors.max(0), color=palette_color(i),
+                                    alpha=0.18, lw=0)  # fmt: skip
         runs_legend = [Line2D([], [], color=palette_color(i), label=n) for i, n in enumerate(runs)]
         kinds = [Line2D([], [], color="0.3", ls="--", lw=1.0, label="train"),
                  Line2D([], [], color="0.3", ls="-", lw=2.4, label=held_out)]  # fmt: skip
