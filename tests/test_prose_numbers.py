@@ -40,7 +40,7 @@ def test_chapter_has_no_more_unglued_numbers_than_the_ratchet(path: Path) -> Non
 
 
 # A chapter over the limit, with the count it may not exceed until it is rewritten.
-LONGER = {"book/ch05_training.ipynb": 5471, "book/ch06_transfer.ipynb": 5375}
+LONGER = {"book/ch06_transfer.ipynb": 5375}
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=[name(p) for p in CHAPTERS])
