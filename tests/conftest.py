@@ -23,13 +23,11 @@ def pytest_configure(config):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    def cost(item):
-        marker = item.get_closest_marker("spread")
-        return marker.kwargs["cost"](item) if marker else None
-
+    markers = {item: item.get_closest_marker("spread") for item in items}
+    costs = {item: marker.kwargs["cost"](item) for item, marker in markers.items() if marker}
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            group = item.nodeid if cost(item) is not None else item.nodeid.split("::")[0]
+            group = item.nodeid if item in costs else item.nodeid.split("::")[0]
             item.add_marker(pytest.mark.xdist_group(group))
-    spread = sorted((item for item in items if cost(item) is not None), key=cost, reverse=True)
-    items[:] = spread + [item for item in items if cost(item) is None]
+    spread = sorted(costs, key=costs.get, reverse=True)
+    items[:] = spread + [item for item in items if item not in costs]
