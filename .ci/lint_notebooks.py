@@ -364,6 +364,26 @@ def check_asserts_hidden(nb: dict) -> list[str]:
     return problems
 
 
+def check_no_markdown_comment(nb: dict) -> list[str]:
+    """MyST reads a markdown line that starts with % as a comment and drops it from the page: a
+    reflowed sentence that puts "% at epoch ..." at a line's start loses its words silently."""
+    problems = []
+    for position, cell in enumerate(nb["cells"], 1):
+        if cell["cell_type"] != "markdown":
+            continue
+        fenced = math = False
+        for line in text(cell["source"]).splitlines():
+            stripped = line.lstrip()
+            if stripped.startswith(("```", "~~~")):
+                fenced = not fenced
+            elif stripped.startswith("$$"):
+                math = not math if stripped.count("$$") == 1 else math
+            elif stripped.startswith("%") and not (fenced or math):
+                problems.append(f"markdown cell {position}: {line[:40]!r} starts with %, which "
+                                "MyST drops as a comment: reflow the line")  # fmt: skip
+    return problems
+
+
 CHECKS: list[Callable[[dict], list[str]]] = [
     check_outputs_stored,
     check_no_errors,
@@ -373,6 +393,7 @@ CHECKS: list[Callable[[dict], list[str]]] = [
     check_colab_install_cell,
     check_kernelspec,
     check_asserts_hidden,
+    check_no_markdown_comment,
 ]
 
 

@@ -446,3 +446,13 @@ def test_main_lints_the_notebooks_it_is_given_and_fails_on_a_problem(tmp_path, c
         f"{bad}: 1 problem(s)",
         "  kernelspec is 'venv-resnet', not 'python3' (CI has no other kernel)",
     ]
+
+
+def test_markdown_comment_rejects_a_line_that_myst_would_drop() -> None:
+    nb = notebook(markdown("The best epoch, 12.16\n% at epoch 89, is chosen on the test set."))
+    one_problem(lint.check_no_markdown_comment(nb), "markdown cell 1", "% at epoch", "reflow")
+
+
+def test_markdown_comment_leaves_percent_signs_in_code_and_math_alone() -> None:
+    source = "It ends at 12 %.\n```python\n% not markdown\n```\n$$\n% a LaTeX comment\nx\n$$"
+    assert lint.check_no_markdown_comment(notebook(markdown(source))) == []
