@@ -23,7 +23,7 @@ NBVAL := --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovi
 NB_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n / 2 > 1 ? n / 2 : 1 )))
 
 .PHONY: test test-unit test-notebooks test-full-path test-oldest-torch test-site lint book notebooks bench test-gpu device-data clean \
-	results results-paper results-fast results-fast-depths results-fast-ablations
+	results results-paper results-fast results-fast-depths results-fast-ablations results-transfer
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -91,7 +91,7 @@ RESULTS_THREADS ?= 1
 TRAIN_CLI = OMP_NUM_THREADS=$(RESULTS_THREADS) PYTHONUNBUFFERED=1 $(PY) -m resnet_tutorial \
 	--precision $(RESULTS_PRECISION) --progress
 
-results: results-paper results-fast results-fast-depths results-fast-ablations
+results: results-paper results-fast results-fast-depths results-fast-ablations results-transfer
 
 # Table 6, the ResNet-20 row: ResNet-20 with the paper's recipe, 64k iterations on all 50,000 images:
 # 164 epochs of 391 steps (64,124 steps, lr / 10 at steps 32,062 and 48,093). Resume it with the
@@ -164,6 +164,17 @@ results-fast-ablations: $(STAMP)
 book/results/val5k_%.json:
 	$(FAST_CLI) --model cifar_resnet20 --split val5k $(ABLATION_$*) --out runs/val5k_$* \
 		--result $@ $$(test -f runs/val5k_$*/checkpoint.pt && echo --resume)
+
+# Chapter 6's transfer grid: the source, ResNet-20 with the fast recipe on CIFAR-10's labels 0-4
+# (25,000 training images, a 5-way head), then every row of book/results/transfer_grid.py's grid
+# (near domain: labels 5-9; far: Fashion-MNIST), which resumes where it stopped.
+results-transfer: $(STAMP)
+	$(MAKE) book/results/cifar5_source.json
+	OMP_NUM_THREADS=$(FAST_THREADS) PYTHONUNBUFFERED=1 $(PY) book/results/transfer_grid.py
+
+book/results/cifar5_source.json:
+	$(FAST_CLI) --model cifar_resnet20 --classes 0 1 2 3 4 --out runs/cifar5_source --result $@ \
+		$$(test -f runs/cifar5_source/checkpoint.pt && echo --resume)
 
 # On a machine with CUDA: the CUDA-only unit tests and the notebooks under nbval on the GPU, at
 # the quick scale unless RESNET_TUTORIAL_SCALE=full. .ci/run-gpu runs it on a machine without

@@ -56,10 +56,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.resume and not checkpoint.exists():
         parser.error(f"--resume: no checkpoint at {checkpoint}")
     result_path = args.result or args.out / "result.json"
+    if args.classes and (len(set(args.classes)) < len(args.classes) or min(args.classes) < 0
+                         or max(args.classes) > 9):  # fmt: skip
+        parser.error(f"--classes must be distinct labels from 0 to 9, got {args.classes}")
     try:
         config = config_from_args(args)
         seed_everything(config.seed)  # the same initial weights for the same seed
-        model = build_model(args.model, zero_init_residual=args.zero_init_residual)
+        classes = data.CIFAR10_CLASSES if args.classes is None else args.classes
+        model = build_model(args.model, len(classes), zero_init_residual=args.zero_init_residual)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     device = torch.device(config.device) if config.device is not None else default_device()
@@ -77,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     train_split, test_split = SPLITS[args.split]
     train = data.cifar10(train_split, root=args.data_root, per_class=args.per_class)
     test = data.cifar10(test_split, root=args.data_root, per_class=args.per_class)
+    if args.classes is not None:
+        train, test = (data.select_classes(d, args.classes) for d in (train, test))
     baseline = _paper_baseline(args, train, device)
     start = time.perf_counter()
     history = fit(model, train, test, config, resume=checkpoint if args.resume else None)
@@ -103,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "seed": config.seed,
         "precision": config.precision,
         "data_source": data_source(train, args.data_root),
+        "classes": list(train.classes),
         "train_images": len(train.labels),
         "test_images": len(test.labels),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
@@ -191,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     add("--zero-init-residual", action="store_true", help="zero the last BN of each block")
     add("--per-class", type=_positive_int, default=None,
         help="train and test on this many images per class (a quick subset)")  # fmt: skip
+    add("--classes", type=int, nargs="+", default=None,
+        help="train and test on these CIFAR-10 labels only, relabelled 0 … k - 1 in this order, "
+        "with a k-way head (default: all ten)")  # fmt: skip
     add("--data-root", type=Path, default=None, help="default: $RESNET_TUTORIAL_DATA")
     add("--recipe", choices=tuple(RECIPES), default="paper",
         help="the settings to start from: 'paper' (He et al. 2016a, Sec. 4.2, "

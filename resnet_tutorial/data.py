@@ -292,6 +292,26 @@ def sample_per_class(labels: Tensor, per_class: int, seed: int, num_classes: int
     return torch.cat(picked)
 
 
+def select_classes(data: ImageSet, classes: Sequence[int]) -> ImageSet:
+    """The images of `classes` only (labels of `data`, in this order), relabelled 0 … k - 1:
+    `select_classes(cifar10("train"), range(5))` is the 25,000 images of its first five classes."""
+    classes = list(classes)
+    if (
+        not classes
+        or len(set(classes)) != len(classes)
+        or not all(isinstance(c, int) and 0 <= c < len(data.classes) for c in classes)
+    ):
+        raise ValueError(
+            f"classes must be distinct labels from 0 to {len(data.classes) - 1}, got {classes!r}"
+        )
+    new_label = torch.full((len(data.classes),), -1, dtype=torch.int64)
+    new_label[classes] = torch.arange(len(classes))
+    keep = new_label[data.labels] >= 0
+    names = tuple(data.classes[c] for c in classes)
+    source = f"{data.source}; classes {', '.join(map(str, classes))} only"
+    return ImageSet(data.images[keep], new_label[data.labels[keep]], names, source)
+
+
 def _check_per_class(per_class: object, labels: Tensor, num_classes: int, where: str = "") -> None:
     fewest = int(torch.bincount(labels, minlength=num_classes).min())
     if isinstance(per_class, bool) or not isinstance(per_class, int) or not 0 < per_class <= fewest:

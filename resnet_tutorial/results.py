@@ -89,7 +89,7 @@ class Result:
 
     def model(self) -> nn.Module:
         """The trained network: built from the JSON's model name, the weights loaded strictly."""
-        model = build_model(self.fields["model"])
+        model = build_model(self.fields["model"], len(self.fields.get("classes", range(10))))
         weights = _file(f"{self.name}.pt", self.folder)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return model.eval()
@@ -97,7 +97,9 @@ class Result:
 
 def names(folder: str | os.PathLike | None = None) -> list[str]:
     """The names of the reference runs in the checkout's `book/results/` (or `folder`)."""
-    return sorted(p.stem for p in Path(folder or CHECKOUT).glob("*.json"))
+    return sorted(
+        p.stem for p in Path(folder or CHECKOUT).glob("*.json") if p.with_suffix(".pt").exists()
+    )
 
 
 def load(name: str, folder: str | os.PathLike | None = None) -> Result:

@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from ._util import check_positive_int, eval_mode, file_sha256, model_device, training_mode
+from .config import recipe
 from .data import IMAGENET_MEAN, IMAGENET_STD, DeviceLoader, as_tensors
 from .models import ResNet, cifar_resnet, resnet
+from .train import History, fit
 
 # Option-A CIFAR-10 ResNets of Idelbayev (2018), BSD-2-Clause. The hex in each file name is the
 # start of the file's SHA-256, which `load_pretrained_cifar` verifies on every load.
@@ -330,6 +332,21 @@ def parameter_groups(
     if rest:
         result.append({"params": rest, "lr": float(default), "name": "default"})
     return [group for group in result if group["params"]]
+
+
+def train_target(
+    model: ResNet, train: Any, test: Any, *, steps: int, lr: float, body_lr: float | None = None,
+    seed: int = 0, batch_size: int = 100, precision: str = "fp32", device: str | None = None,
+) -> History:  # fmt: skip
+    """Train every trainable parameter of `model` for `steps` SGD steps on the target's `train`,
+    tested once, at the end, on `test`: the fast recipe's settings (one-cycle to `lr`, Nesterov,
+    label smoothing 0.1, weight decay 5e-4 on weights only, crops and flips) in batches of
+    min(batch_size, n) images. With `body_lr` (fine-tuning) all but the head train at that rate."""
+    batch = min(batch_size, len(as_tensors(train)[1]))
+    config = recipe("fast", iterations=steps, batch_size=batch, lr=lr, seed=seed, device=device,
+                    precision=precision, test_every=steps, progress=False)  # fmt: skip
+    groups = None if body_lr is None else parameter_groups(model, {"head": lr}, default=body_lr)
+    return fit(model, train, test, config, param_groups=groups)
 
 
 @torch.no_grad()

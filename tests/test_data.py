@@ -139,6 +139,18 @@ def test_per_class_keeps_the_source_order_when_classes_interleave():
     assert subset.images.flatten().tolist() == [0, 1, 2, 3, 4, 5]  # positions, in order
 
 
+def test_select_classes_keeps_those_classes_relabelled_in_the_order_given():
+    labels = torch.tensor([2, 0, 1, 0, 2, 1])
+    data = rtdata.ImageSet(torch.arange(6, dtype=torch.uint8).view(6, 1, 1, 1), labels,
+                           ("a", "b", "c"), "hand-made")  # fmt: skip
+    subset = rtdata.select_classes(data, [2, 0])  # "c" becomes label 0, "a" label 1
+    assert subset.images.flatten().tolist() == [0, 1, 3, 4]  # positions 0, 1, 3, 4, in order
+    assert subset.labels.tolist() == [0, 1, 1, 0] and subset.classes == ("c", "a")
+    for bad in ([], [0, 0], [3], [-1]):
+        with pytest.raises(ValueError, match=r"distinct labels from 0 to 2, got"):
+            rtdata.select_classes(data, bad)
+
+
 def test_validation_split_holds_out_the_last_500_of_each_class(data_root, cifar_train):
     # Oracle: the positions of each class in the training set, by hand; the last 500 are held out.
     held_out = []

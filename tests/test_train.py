@@ -647,6 +647,18 @@ def tiny_cifar10(split, *, root=None, per_class=None, download=True):
     return data.ImageSet(images, labels, data.CIFAR10_CLASSES, f"tree {root}/cifar10/{split}")
 
 
+def test_the_command_line_trains_on_the_classes_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "cifar10", tiny_cifar10)
+    argv = ["--model", "cifar_resnet8", "--per-class", "3", "--out", str(tmp_path / "run"),
+            "--batch-size", "10", "--device", "cpu", "--baseline-seconds", "0", "--epochs", "1",
+            "--classes", "7", "2"]  # fmt: skip
+    result = cli.main(argv)
+    assert result["classes"] == ["horse", "bird"]  # CIFAR-10's labels 7 and 2, in that order
+    assert (result["train_images"], result["test_images"]) == (6, 6)
+    weights = torch.load(tmp_path / "run" / "result.pt", weights_only=True)
+    assert weights["fc.weight"].shape == (2, 64)  # a two-way head on ResNet-8's 64 features
+
+
 def test_a_resumed_run_records_every_commit_and_val5k_trains_on_45k(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "cifar10", tiny_cifar10)
     argv = ["--model", "cifar_resnet8", "--per-class", "3", "--out", str(tmp_path / "run"),
@@ -789,6 +801,8 @@ def test_help_prints_no_runpy_warning():
         (["--baseline-seconds", "-1"], "must be a number >= 0, got '-1'"),
         (["--recipe", "slow"], "invalid choice: 'slow'"),
         (["--split", "val"], "invalid choice: 'val'"),
+        (["--classes", "3", "3"], "distinct labels from 0 to 9, got \\[3, 3\\]"),
+        (["--classes", "10"], "distinct labels from 0 to 9, got \\[10\\]"),
     ],
 )
 def test_the_command_line_rejects_bad_arguments(tmp_path, capsys, argv, message):

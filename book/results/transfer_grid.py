@@ -1,0 +1,214 @@
+"""Chapter 6's reference grid: transfer from CIFAR-10's first five classes, measured.
+
+    python book/results/transfer_grid.py            # (make results-transfer) resumes by itself
+
+The source is `cifar5_source` (ResNet-20, the fast recipe, on the 25,000 training images of
+labels 0-4). Two targets: `cifar5` (labels 5-9, relabelled 0-4: a near domain, the same kind of
+photos) and `fashion_mnist` (greyscale garments padded to 32 x 32 and repeated on three channels:
+a far domain). For each target, budget k (labelled images per class) and seed (which draws the
+labelled images and initialises the new head or the network):
+
+- "chance", and two linear fits to convergence (`rt.fit_linear_probe`, L-BFGS): "pixels" on the
+  raw grey values and "linear probe" on the source's 64 pooled features (computed once);
+- three SGD runs with the same number of steps (STEPS[k]), each schedule run to its end:
+  "fine-tune" (everything trains, the body at a tenth of the head's rate), "fine-tune, BN eval"
+  (the same, the BN layers held at the source's statistics) and "from scratch"; and
+  "from scratch, 4x steps", the long budget.
+
+Every choice is made on a validation split, the first 500 training images of each target class,
+which no labelled draw uses: the linear fits' L2 penalty per fit, the SGD runs' learning rate per
+budget (seed 0's draw; the BN-eval and long runs use the fine-tune's and the from-scratch rate).
+Each finished row is written at once (atomically), so that an interrupted run resumes where it
+stopped; every commit it ran under is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+import resnet_tutorial as rt
+from resnet_tutorial.__main__ import provenance
+from resnet_tutorial.results import build_model
+
+OUT = Path(__file__).resolve().parent / "transfer_grid.json"
+SOURCE = "cifar5_source"
+SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
+BUDGETS = (10, 100, 1000)  # labelled images per target class
+SEEDS = (0, 1, 2)
+STEPS = {10: 200, 100: 400, 1000: 800}  # SGD steps of every SGD method at each budget
+LONG = 4  # the long from-scratch budget: this many times the steps
+BATCH = 100  # images per step (all of them where a draw has fewer)
+LRS = (0.03, 0.1, 0.3)  # peak learning rates tried on the validation split (the head's)
+BODY_LR = 0.1  # fine-tuning: the body's rate, a fraction of the head's
+WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1, 1.0)  # the linear fits' L2 penalty, tried on validation
+VAL_PER_CLASS = 500
+SGD_METHODS = ("fine-tune", "fine-tune, BN eval", "from scratch", "from scratch, 4x steps")
+
+
+def targets() -> dict[str, rt.data.ImageSet]:
+    """Each target's training and test images: {name: (train, test)}."""
+    cifar = [rt.data.select_classes(rt.data.cifar10(s), TARGET_CLASSES) for s in ("train", "test")]
+    fashion = [rt.data.as_cifar_like(rt.data.fashion_mnist(s)) for s in ("train", "test")]
+    return {"cifar5": tuple(cifar), "fashion_mnist": tuple(fashion)}
+
+
+def split_validation(train: rt.data.ImageSet, per_class: int = VAL_PER_CLASS):
+    """(validation, pool): the first `per_class` images of each class, and all the others."""
+    classes = len(train.classes)
+    held = rt.data.per_class_indices(train.labels, per_class, classes).sort().values
+    rest = torch.ones(len(train), dtype=torch.bool)
+    rest[held] = False
+    return (train.images[held], train.labels[held]), (train.images[rest], train.labels[rest])
+
+
+def new_model(method: str, source: torch.nn.Module, classes: int, seed: int) -> torch.nn.Module:
+    """The network a method starts from; `seed` fixes the random weights (the head's, or all)."""
+    torch.manual_seed(seed)
+    if method.startswith("from scratch"):
+        return build_model("cifar_resnet20", classes)
+    model = rt.replace_head(copy.deepcopy(source), classes)
+    if method == "fine-tune, BN eval":  # freeze() holds BN in eval mode; then all trains again
+        rt.freeze(model, ["stem", "body"]).requires_grad_(True)
+    return model
+
+
+def sgd_run(method, source, train, test, k, seed, lr, precision, steps=None):
+    """Train `method` on `train` and test it on `test`: (test error, steps, seconds)."""
+    classes = int(train[1].max()) + 1
+    steps = steps or STEPS[k] * (LONG if method.endswith("4x steps") else 1)
+    model = new_model(method, source, classes, seed)
+    body_lr = lr * BODY_LR if method.startswith("fine-tune") else None
+    start = time.perf_counter()
+    history = rt.transfer.train_target(
+        model,
+        train,
+        test,
+        steps=steps,
+        lr=lr,
+        body_lr=body_lr,
+        seed=seed,
+        batch_size=BATCH,
+        precision=precision,
+    )
+    done = len(history) * -(-len(train[1]) // min(BATCH, len(train[1])))
+    return history.final["test_error"], done, time.perf_counter() - start
+
+
+def linear_error(features, labels, test_features, test_labels, weight_decay) -> float:
+    head = rt.fit_linear_probe(features, labels, int(labels.max()) + 1, weight_decay=weight_decay)
+    with torch.no_grad():
+        return (head(test_features).argmax(1) != test_labels).float().mean().item()
+
+
+def run_grid(out: Path = OUT, *, source=None, data=None, budgets=BUDGETS, seeds=SEEDS,
+             lrs=LRS, precision="bf16", steps=None, log=print) -> dict:  # fmt: skip
+    """Fill `out` with every row not yet there; returns the grid. `source`, `data` and `steps`
+    default to the book's (tests pass small stand-ins)."""
+    if source is None:
+        source = rt.results.load(SOURCE).model()
+    data = data or targets()
+    made = provenance("cpu")
+    grid = json.loads(out.read_text()) if out.exists() else {"rows": [], "selection": []}
+    commits = grid.get("git_commits", [])
+    if not commits or commits[-1] != made["git_commit"]:
+        commits.append(made["git_commit"])
+    grid.update(made, git_commits=commits, source=SOURCE, budgets=list(budgets),
+                steps={str(k): (steps or STEPS)[k] for k in budgets}, long_factor=LONG,
+                batch_size=BATCH, body_lr_fraction=BODY_LR, learning_rates=list(lrs),
+                weight_decays=list(WEIGHT_DECAYS), validation_per_class=VAL_PER_CLASS,
+                precision=precision)  # fmt: skip
+    done = {(r["target"], r["method"], r["labels_per_class"], r["seed"]) for r in grid["rows"]}
+
+    def save(row: dict, table: str = "rows") -> None:
+        grid[table].append(row)
+        partial = out.with_name(out.name + ".part")
+        partial.write_text(json.dumps(grid, indent=1) + "\n")
+        os.replace(partial, out)  # never a half-written grid
+
+    def add(target, method, k, seed, error, n_test, **more) -> None:
+        row = {"target": target, "method": method, "labels_per_class": k, "seed": seed,
+               "test_error": error, "test_images": n_test, **more}  # fmt: skip
+        save(row)
+        done.add((target, method, k, seed))
+        log(f"{target:<14} {method:<24} k={k:<5} seed {seed}  error {error:6.2%}  "
+            f"{more.get('seconds', 0):6.1f} s")  # fmt: skip
+
+    for target, (train, test) in data.items():
+        classes = len(train.classes)
+        val, pool = split_validation(train)
+        test_t = (test.images, test.labels)
+        features = {name: rt.extract_features(source, part, mean=rt.data.CIFAR10_MEAN,
+                                              std=rt.data.CIFAR10_STD)
+                    for name, part in (("pool", pool), ("val", val), ("test", test_t))}  # fmt: skip
+        pixels = {name: part[0].flatten(1).float() / 255 if target == "cifar5"
+                  else part[0][:, 0].flatten(1).float() / 255
+                  for name, part in (("pool", pool), ("val", val), ("test", test_t))}  # fmt: skip
+        for k in budgets:
+            draws = {s: rt.data.sample_per_class(pool[1], k, s, classes) for s in seeds}
+            for seed in seeds:
+                if (target, "chance", k, seed) not in done:
+                    add(target, "chance", k, seed, 1 - 1 / classes, len(test), steps=0, seconds=0)
+                for method, x in (("pixels", pixels), ("linear probe", features)):
+                    if (target, method, k, seed) in done:
+                        continue
+                    start, index = time.perf_counter(), draws[seed]
+                    fit = (x["pool"][index], pool[1][index])
+                    val_errors = [linear_error(*fit, x["val"], val[1], wd) for wd in WEIGHT_DECAYS]
+                    best = WEIGHT_DECAYS[val_errors.index(min(val_errors))]
+                    error = linear_error(*fit, x["test"], test.labels, best)
+                    add(target, method, k, seed, error, len(test), steps=0, weight_decay=best,
+                        val_errors=val_errors, seconds=time.perf_counter() - start)  # fmt: skip
+            chosen = {}
+            for method in ("fine-tune", "from scratch"):  # the learning rate, on validation
+                key = (target, method, k)
+                tried = [s for s in grid["selection"]
+                         if (s["target"], s["method"], s["labels_per_class"]) == key]  # fmt: skip
+                for lr in lrs:
+                    if any(s["lr"] == lr for s in tried):
+                        continue
+                    draw = draws[seeds[0]]
+                    error, n, seconds = sgd_run(method, source, (pool[0][draw], pool[1][draw]),
+                                                val, k, seeds[0], lr, precision,
+                                                steps and steps[k])  # fmt: skip
+                    row = {"target": target, "method": method, "labels_per_class": k,
+                           "seed": seeds[0], "lr": lr, "val_error": error, "steps": n,
+                           "seconds": seconds}  # fmt: skip
+                    save(row, "selection")
+                    tried.append(row)
+                    log(f"{target:<14} {method:<24} k={k:<5} lr {lr:<5} val error {error:6.2%}")
+                chosen[method] = min(tried, key=lambda s: s["val_error"])["lr"]
+            for seed in seeds:
+                for method in SGD_METHODS:
+                    if (target, method, k, seed) in done:
+                        continue
+                    lr = chosen["fine-tune" if method.startswith("fine-tune") else "from scratch"]
+                    draw = draws[seed]
+                    few = steps and steps[k] * (LONG if method.endswith("4x steps") else 1)
+                    error, n, seconds = sgd_run(method, source, (pool[0][draw], pool[1][draw]),
+                                                test_t, k, seed, lr, precision, few)  # fmt: skip
+                    add(target, method, k, seed, error, len(test), steps=n, lr=lr,
+                        seconds=seconds)  # fmt: skip
+    return grid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
+    parser.add_argument("--allow-dirty", action="store_true")
+    args = parser.parse_args()
+    commit = provenance("cpu")["git_commit"] or ""
+    if commit.endswith("+dirty") and not args.allow_dirty:
+        parser.error("the checkout has uncommitted changes: commit first (or --allow-dirty)")
+    run_grid(args.out, precision=args.precision)
+
+
+if __name__ == "__main__":
+    main()
