@@ -39,10 +39,11 @@ from resnet_tutorial.results import build_model
 
 OUT = Path(__file__).resolve().parent / "transfer_grid.json"
 SOURCE = "cifar5_source"
+MODEL = "cifar_resnet20"  # the source's network, and the one trained from scratch
 SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 BUDGETS = (10, 100, 1000)  # labelled images per target class
 SEEDS = (0, 1, 2)
-STEPS = {10: 200, 100: 400, 1000: 800}  # SGD steps of every SGD method at each budget
+STEPS = {10: 100, 100: 200, 1000: 400}  # SGD steps of every SGD method at each budget
 LONG = 4  # the long from-scratch budget: this many times the steps
 BATCH = 100  # images per step (all of them where a draw has fewer)
 LRS = (0.03, 0.1, 0.3)  # peak learning rates tried on the validation split (the head's)
@@ -59,10 +60,10 @@ def targets() -> dict[str, rt.data.ImageSet]:
     return {"cifar5": tuple(cifar), "fashion_mnist": tuple(fashion)}
 
 
-def split_validation(train: rt.data.ImageSet, per_class: int = VAL_PER_CLASS):
-    """(validation, pool): the first `per_class` images of each class, and all the others."""
+def split_validation(train: rt.data.ImageSet):
+    """(validation, pool): the first VAL_PER_CLASS images of each class, and all the others."""
     classes = len(train.classes)
-    held = rt.data.per_class_indices(train.labels, per_class, classes).sort().values
+    held = rt.data.per_class_indices(train.labels, VAL_PER_CLASS, classes).sort().values
     rest = torch.ones(len(train), dtype=torch.bool)
     rest[held] = False
     return (train.images[held], train.labels[held]), (train.images[rest], train.labels[rest])
@@ -72,7 +73,7 @@ def new_model(method: str, source: torch.nn.Module, classes: int, seed: int) -> 
     """The network a method starts from; `seed` fixes the random weights (the head's, or all)."""
     torch.manual_seed(seed)
     if method.startswith("from scratch"):
-        return build_model("cifar_resnet20", classes)
+        return build_model(MODEL, classes)
     model = rt.replace_head(copy.deepcopy(source), classes)
     if method == "fine-tune, BN eval":  # freeze() holds BN in eval mode; then all trains again
         rt.freeze(model, ["stem", "body"]).requires_grad_(True)

@@ -1,0 +1,97 @@
+"""book/results/transfer_grid.py, chapter 6's grid: every row made once, with matched step counts,
+and a run that stops resumes without redoing a row.
+
+Oracles: the rows a grid must hold and the steps each SGD row takes, counted by hand for tiny
+stand-in data (4 labelled images in batches of 4: one step an epoch); BN statistics that must not
+move, compared with a copy taken before training.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import resnet_tutorial as rt
+
+SCRIPT = Path(__file__).resolve().parent.parent / "book" / "results" / "transfer_grid.py"
+
+
+@pytest.fixture
+def grid(monkeypatch):
+    spec = importlib.util.spec_from_file_location("transfer_grid", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "VAL_PER_CLASS", 2)
+    monkeypatch.setattr(module, "MODEL", "cifar_resnet8")
+    return module
+
+
+def two_classes(per_class: int, seed: int) -> rt.data.ImageSet:
+    """32x32 images whose class brightens the left or the right half: learnable, tiny."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(2 * per_class) % 2
+    images = torch.randint(
+        0, 100, (2 * per_class, 3, 32, 32), dtype=torch.uint8, generator=generator
+    )
+    for i, label in enumerate(labels.tolist()):
+        images[i, :, :, 16 * label : 16 * label + 16] += 120
+    return rt.data.ImageSet(images, labels, ("left", "right"), f"synthetic {seed}")
+
+
+def test_the_grid_makes_every_row_once_and_resumes_where_it_stopped(grid, tmp_path):
+    data = {name: (two_classes(4, i), two_classes(3, 10 + i))  # 2 held out + 2 labelled a class
+            for i, name in enumerate(("cifar5", "fashion_mnist"))}  # fmt: skip
+    source = rt.cifar_resnet(8, 2)
+    out = tmp_path / "grid.json"
+    run = dict(source=source, data=data, budgets=(2,), seeds=(0, 1), lrs=(0.1, 0.05),
+               precision="fp32", steps={2: 2}, log=lambda line: None)  # fmt: skip
+    made = grid.run_grid(out, **run)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(made))
+    methods = ("chance", "pixels", "linear probe", *grid.SGD_METHODS)
+    keys = [(r["target"], r["method"], r["labels_per_class"], r["seed"]) for r in made["rows"]]
+    assert sorted(keys) == sorted((t, m, 2, s) for t in data for m in methods for s in (0, 1))
+    for row in made["rows"]:
+        assert row["test_images"] == 6 and 0 <= row["test_error"] <= 1
+        if row["method"] == "chance":
+            assert row["test_error"] == 0.5  # two classes
+        # 4 labelled images in one batch: 2 steps, the long budget 4 x 2
+        if row["method"] in grid.SGD_METHODS:
+            assert row["steps"] == (8 if row["method"] == "from scratch, 4x steps" else 2)
+    # each learning rate tried once per target and method, on the validation split (2 a class)
+    tried = sorted((s["target"], s["method"], s["lr"]) for s in made["selection"])
+    assert tried == sorted((t, m, lr) for t in data for m in ("fine-tune", "from scratch")
+                           for lr in (0.1, 0.05))  # fmt: skip
+    # stopped after all but the last three rows: the rerun makes exactly those three
+    stopped = json.loads(out.read_text())
+    lost = stopped["rows"][-3:]
+    stopped["rows"] = stopped["rows"][:-3]
+    out.write_text(json.dumps(stopped))
+    redone = []
+    sgd_run = grid.sgd_run
+    grid.sgd_run = lambda method, *args, **kw: redone.append(method) or sgd_run(method, *args, **kw)
+    again = grid.run_grid(out, **run)
+    assert redone == [r["method"] for r in lost]  # the last rows are SGD rows
+    assert len(again["rows"]) == len(made["rows"])
+    assert again["git_commits"] == made["git_commits"]  # the same commit, recorded once
+
+
+def test_fine_tuning_with_bn_in_eval_mode_trains_everything_but_keeps_the_statistics(grid):
+    source = rt.cifar_resnet(8, 2)
+    for norm in source.modules():  # statistics a training step would visibly change
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.running_mean.fill_(5.0)
+    data = two_classes(4, 0)
+    for method, moves in (("fine-tune", True), ("fine-tune, BN eval", False)):
+        model = grid.new_model(method, source, 2, seed=0)
+        assert all(p.requires_grad for p in model.parameters())
+        before = copy.deepcopy(model.state_dict())
+        rt.transfer.train_target(model, data.tensors, data.tensors, steps=3, lr=0.1)
+        after = model.state_dict()
+        stats = [k for k in before if k.endswith("running_mean")]
+        assert all(not torch.equal(before[k], after[k]) for k in stats) == moves, method
+        assert not torch.equal(before["conv1.weight"], after["conv1.weight"])  # the body trains
