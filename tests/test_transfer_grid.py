@@ -52,7 +52,7 @@ def test_the_grid_makes_every_row_once_and_resumes_where_it_stopped(grid, tmp_pa
                precision="fp32", steps={2: 2}, log=lambda line: None)  # fmt: skip
     made = grid.run_grid(out, **run)
     assert json.loads(out.read_text()) == json.loads(json.dumps(made))
-    methods = ("chance", "pixels", "linear probe", *grid.SGD_METHODS)
+    methods = ("chance", "pixels", "linear probe", "linear probe, AdaBN", *grid.SGD_METHODS)
     keys = [(r["target"], r["method"], r["labels_per_class"], r["seed"]) for r in made["rows"]]
     assert sorted(keys) == sorted((t, m, 2, s) for t in data for m in methods for s in (0, 1))
     for row in made["rows"]:

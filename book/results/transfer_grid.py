@@ -8,8 +8,10 @@ photos) and `fashion_mnist` (greyscale garments padded to 32 x 32 and repeated o
 a far domain). For each target, budget k (labelled images per class) and seed (which draws the
 labelled images and initialises the new head or the network):
 
-- "chance", and two linear fits to convergence (`rt.fit_linear_probe`, L-BFGS): "pixels" on the
-  raw grey values and "linear probe" on the source's 64 pooled features (computed once);
+- "chance", and three linear fits to convergence (`rt.fit_linear_probe`, L-BFGS): "pixels" on
+  the raw values, "linear probe" on the source's 64 pooled features (computed once), and
+  "linear probe, AdaBN" on the features of the source whose BN statistics were re-estimated on
+  the target's unlabelled training images (`rt.reestimate_bn` on the whole pool: no labels);
 - three SGD runs with the same number of steps (STEPS[k]), each schedule run to its end:
   "fine-tune" (everything trains, the body at a tenth of the head's rate), "fine-tune, BN eval"
   (the same, the BN layers held at the source's statistics) and "from scratch"; and
@@ -145,9 +147,11 @@ def run_grid(out: Path = OUT, *, source=None, data=None, budgets=BUDGETS, seeds=
         classes = len(train.classes)
         val, pool = split_validation(train)
         test_t = (test.images, test.labels)
-        features = {name: rt.extract_features(source, part, mean=rt.data.CIFAR10_MEAN,
-                                              std=rt.data.CIFAR10_STD)
-                    for name, part in (("pool", pool), ("val", val), ("test", test_t))}  # fmt: skip
+        stats = {"mean": rt.data.CIFAR10_MEAN, "std": rt.data.CIFAR10_STD}
+        adapted = rt.reestimate_bn(copy.deepcopy(source), pool, **stats)  # AdaBN, no labels
+        parts = (("pool", pool), ("val", val), ("test", test_t))
+        features = {name: rt.extract_features(source, part, **stats) for name, part in parts}
+        adabn = {name: rt.extract_features(adapted, part, **stats) for name, part in parts}
         pixels = {name: part[0].flatten(1).float() / 255 if target == "cifar5"
                   else part[0][:, 0].flatten(1).float() / 255
                   for name, part in (("pool", pool), ("val", val), ("test", test_t))}  # fmt: skip
@@ -156,7 +160,8 @@ def run_grid(out: Path = OUT, *, source=None, data=None, budgets=BUDGETS, seeds=
             for seed in seeds:
                 if (target, "chance", k, seed) not in done:
                     add(target, "chance", k, seed, 1 - 1 / classes, len(test), steps=0, seconds=0)
-                for method, x in (("pixels", pixels), ("linear probe", features)):
+                for method, x in (("pixels", pixels), ("linear probe", features),
+                                  ("linear probe, AdaBN", adabn)):  # fmt: skip
                     if (target, method, k, seed) in done:
                         continue
                     start, index = time.perf_counter(), draws[seed]
