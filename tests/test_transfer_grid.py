@@ -95,3 +95,16 @@ def test_fine_tuning_with_bn_in_eval_mode_trains_everything_but_keeps_the_statis
         stats = [k for k in before if k.endswith("running_mean")]
         assert all(not torch.equal(before[k], after[k]) for k in stats) == moves, method
         assert not torch.equal(before["conv1.weight"], after["conv1.weight"])  # the body trains
+
+
+def test_the_validation_split_holds_out_the_last_images_of_each_class(grid):
+    labels = torch.tensor([0, 1, 1, 0, 0, 1, 1])
+    images = torch.arange(7, dtype=torch.uint8).view(7, 1, 1, 1).expand(7, 3, 1, 1)
+    data = rt.data.ImageSet(images.contiguous(), labels, ("a", "b"), "hand-made")
+    grid.VAL_PER_CLASS = 1  # the fixture restores it
+    (val_x, val_y), (pool_x, pool_y) = grid.split_validation(data)
+    assert val_x[:, 0].flatten().tolist() == [4, 6] and val_y.tolist() == [
+        0,
+        1,
+    ]  # each class's last
+    assert pool_x[:, 0].flatten().tolist() == [0, 1, 2, 3, 5]  # the others, in source order

@@ -17,7 +17,7 @@ labelled images and initialises the new head or the network):
   (the same, the BN layers held at the source's statistics) and "from scratch"; and
   "from scratch, 4x steps", the long budget.
 
-Every choice is made on a validation split, the first 500 training images of each target class,
+Every choice is made on a validation split, the last 500 training images of each target class,
 which no labelled draw uses: the linear fits' L2 penalty per fit, the SGD runs' learning rate per
 budget (seed 0's draw; the BN-eval and long runs use the fine-tune's and the from-scratch rate).
 Each finished row is written at once (atomically), so that an interrupted run resumes where it
@@ -63,12 +63,12 @@ def targets() -> dict[str, rt.data.ImageSet]:
 
 
 def split_validation(train: rt.data.ImageSet):
-    """(validation, pool): the first VAL_PER_CLASS images of each class, and all the others."""
-    classes = len(train.classes)
-    held = rt.data.per_class_indices(train.labels, VAL_PER_CLASS, classes).sort().values
-    rest = torch.ones(len(train), dtype=torch.bool)
-    rest[held] = False
-    return (train.images[held], train.labels[held]), (train.images[rest], train.labels[rest])
+    """(validation, pool): the last VAL_PER_CLASS images of each class, and all the others, in
+    source order (for cifar5 the target's classes of rt.data.cifar10's "val5k" and "train45k")."""
+    held = torch.zeros(len(train), dtype=torch.bool)
+    for c in range(len(train.classes)):
+        held[torch.nonzero(train.labels == c).flatten()[-VAL_PER_CLASS:]] = True
+    return (train.images[held], train.labels[held]), (train.images[~held], train.labels[~held])
 
 
 def new_model(method: str, source: torch.nn.Module, classes: int, seed: int) -> torch.nn.Module:
