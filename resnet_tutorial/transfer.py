@@ -9,6 +9,7 @@ work on them, for feature extraction and fine-tuning (Yosinski et al. 2014; Korn
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import warnings
@@ -332,6 +333,19 @@ def parameter_groups(
     if rest:
         result.append({"params": rest, "lr": float(default), "name": "default"})
     return [group for group in result if group["params"]]
+
+
+def fine_tune_start(
+    source: ResNet, num_classes: int, *, bn: str = "train", seed: int = 0
+) -> ResNet:
+    """A copy of `source` with a new head for `num_classes` (its random weights fixed by `seed`),
+    ready to fine-tune. `bn="eval"` holds its BN layers at the source's statistics while every
+    parameter, γ and β included, still trains (`freeze`, then `requires_grad_(True)`)."""
+    if bn not in ("train", "eval"):
+        raise ValueError(f"bn must be 'train' or 'eval', got {bn!r}")
+    torch.manual_seed(seed)
+    model = replace_head(copy.deepcopy(source), num_classes)
+    return freeze(model, "all").requires_grad_(True) if bn == "eval" else model
 
 
 def train_target(

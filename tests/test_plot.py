@@ -448,22 +448,25 @@ def test_error_vs_depth_draws_the_spread_as_error_bars():
         plot.error_vs_depth([20], {"a": [0.1]}, spread={"b": [0.01]})
 
 
-def test_accuracy_vs_labels_on_a_log_axis_with_error_bars_and_chance():
-    fig = plot.accuracy_vs_labels(
-        [10, 100, 1000], {"fine-tune": [0.5, 0.7, 0.9]}, spread={"fine-tune": [0.05, 0.02, 0.01]},
-        chance=0.1,
+def test_error_vs_labels_draws_the_median_of_the_seeds_in_a_band_from_lowest_to_highest():
+    fig = plot.error_vs_labels(
+        [10, 100, 1000], {"fine-tune": [[0.5, 0.3, 0.4], [0.2, 0.25, 0.3], [0.1, 0.1, 0.1]]},
+        chance=0.8,
     )  # fmt: skip
     ax = fig.axes[0]
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), [50, 70, 90])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [40, 25, 10])  # medians, by hand
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(10) and band.max() == pytest.approx(50)
+    assert {30, 20, 50} <= {round(v) for v in band}  # lowest and highest seed at each budget
     assert ax.get_xscale() == "log" and ax.get_ylim() == (0, 100)
-    bars = ax.collections[0].get_segments()  # one vertical segment per point: y ± spread
-    assert [(s[0][1], s[1][1]) for s in bars] == pytest.approx([(45, 55), (68, 72), (89, 91)])
-    assert ax.lines[-1].get_ydata()[0] == pytest.approx(10)  # the chance line
+    assert ax.lines[-1].get_ydata()[0] == pytest.approx(80)  # the chance line
     assert "(%)" in ax.get_ylabel() and "per class" in ax.get_xlabel() and ax.get_title()
-    with pytest.raises(ValueError, match="spread has names"):
-        plot.accuracy_vs_labels([10], {"a": [0.5]}, spread={"b": [0.1]})
+    with pytest.raises(ValueError, match="has 1 budgets, not 2"):
+        plot.error_vs_labels([10, 100], {"a": [[0.5]]})
     with pytest.raises(ValueError, match="labels_per_class has a value <= 0"):
-        plot.accuracy_vs_labels([0, 10], {"a": [0.5, 0.6]})
+        plot.error_vs_labels([0, 10], {"a": [[0.5], [0.6]]})
+    with pytest.raises(ValueError, match="divide percentages by 100"):
+        plot.error_vs_labels([10], {"a": [[50]]})
 
 
 # --------------------------------------------------------------------------- diagram
@@ -510,7 +513,7 @@ SINGLE_AXIS = {
     "bars": lambda ax: plot.bars({"a": 1.0}, ylabel="time (s)", title="t", ax=ax),
     "confusion_matrix": lambda ax: plot.confusion_matrix([0, 1], [0, 0], ["a", "b"], ax=ax),
     "error_vs_depth": lambda ax: plot.error_vs_depth([20], {"a": [0.1]}, ax=ax),
-    "accuracy_vs_labels": lambda ax: plot.accuracy_vs_labels([10], {"a": [0.5]}, ax=ax),
+    "error_vs_labels": lambda ax: plot.error_vs_labels([10], {"a": [[0.5]]}, ax=ax),
     "residual_block_diagram": lambda ax: plot.residual_block_diagram(ax=ax),
 }
 

@@ -73,13 +73,11 @@ def split_validation(train: rt.data.ImageSet):
 
 def new_model(method: str, source: torch.nn.Module, classes: int, seed: int) -> torch.nn.Module:
     """The network a method starts from; `seed` fixes the random weights (the head's, or all)."""
-    torch.manual_seed(seed)
     if method.startswith("from scratch"):
+        torch.manual_seed(seed)
         return build_model(MODEL, classes)
-    model = rt.replace_head(copy.deepcopy(source), classes)
-    if method == "fine-tune, BN eval":  # freeze() holds BN in eval mode; then all trains again
-        rt.freeze(model, ["stem", "body"]).requires_grad_(True)
-    return model
+    bn = "eval" if method == "fine-tune, BN eval" else "train"
+    return rt.transfer.fine_tune_start(source, classes, bn=bn, seed=seed)
 
 
 def sgd_run(method, source, train, test, k, seed, lr, precision, steps=None):

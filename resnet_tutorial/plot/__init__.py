@@ -12,8 +12,8 @@ from ._style import PALETTE, SMALL_SIZE, STYLE, TEXT_SIZE, style
 from .architecture import bars, cost_bars, residual_block_diagram, shape_trace
 from .images import augmentation, confusion_matrix, feature_maps, image_grid
 from .training import (
-    accuracy_vs_labels,
     error_vs_depth,
+    error_vs_labels,
     gradient_norms,
     layer_responses,
     lr_schedule,
@@ -33,7 +33,7 @@ __all__ = [
     "time_to_error",
     "lr_schedule",
     "error_vs_depth",
-    "accuracy_vs_labels",
+    "error_vs_labels",
     "gradient_norms",
     "layer_responses",
     "image_grid",

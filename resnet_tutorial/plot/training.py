@@ -242,44 +242,40 @@ def error_vs_depth(
         return finish_figure(fig)
 
 
-def accuracy_vs_labels(
+def error_vs_labels(
     labels_per_class: Sequence[int],
-    results: Mapping[str, Sequence[float]],
+    errors: Mapping[str, Sequence[Sequence[float]]],
     *,
-    spread: Mapping[str, Sequence[float]] | None = None,
     chance: float | None = None,
-    title: str = "Accuracy against labelled examples",
-    ylabel: str = "test accuracy (%)",
-    ylim: tuple[float, float] = (0, 100),
+    title: str = "Test error against labelled examples",
     ax: Axes | None = None,
 ) -> Figure:
-    """Accuracy (%) against labelled images per class (log x): transfer vs from scratch.
+    """Test error (%) against labelled images per class (log x), one line per method: the
+    median over seeds, in a band from the lowest seed's error to the highest's.
 
     Args:
-        results: method name → accuracy fraction at each of `labels_per_class`.
-        spread: method name → standard deviation (fraction) across seeds; drawn as error bars.
-        chance: the accuracy of guessing (a fraction), drawn as a dashed line.
-        ylim: y range in percent; the whole range by default, so that gaps are not magnified.
+        errors: method name → for each of `labels_per_class`, the errors (fractions) of its seeds.
+        chance: the error of guessing (a fraction), drawn as a dashed line.
     """
     x = positive(as_numbers(labels_per_class), "labels_per_class")
-    check_drawn(spread, "spread", results, "results")
     with style():
         fig, ax = figure_and_axes(ax, (6.0, 4.2))
-        for i, (name, values) in enumerate(results.items()):
-            y = as_percent(values, f"results[{name!r}]")
-            ax.plot(x, y, "o-", color=palette_color(i), label=name)
-            if spread and name in spread:
-                s = as_percent(spread[name], f"spread[{name!r}]")
-                ax.errorbar(x, y, yerr=s, fmt="none", ecolor=palette_color(i), capsize=4)
+        for i, (name, runs) in enumerate(errors.items()):
+            if len(runs) != len(x):
+                raise ValueError(f"errors[{name!r}] has {len(runs)} budgets, not {len(x)}")
+            y = [as_percent(seeds, f"errors[{name!r}]") for seeds in runs]
+            color = palette_color(i)
+            ax.plot(x, [np.median(v) for v in y], "o-", color=color, label=name)
+            ax.fill_between(x, [v.min() for v in y], [v.max() for v in y], color=color,
+                            alpha=0.18, lw=0)  # fmt: skip
         if chance is not None:
             ax.axhline(100 * chance, color="0.4", ls="--", lw=1.0, label="chance")
         ax.set_xscale("log")
         ax.set_xticks(x, [f"{v:g}" for v in x])
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("labelled training images per class")
-        ax.set_ylabel(ylabel)
-        ax.set_ylim(*ylim)
-        ax.legend()
+        ax.set_ylabel("test error (%)")
+        ax.set_ylim(0, 100)
         ax.set_title(title)
         return finish_figure(fig)
 
