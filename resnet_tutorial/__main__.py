@@ -148,7 +148,7 @@ def data_source(train: data.ImageSet, root: Path | None) -> dict[str, Any]:
     source = train.source.replace(str(folder) + os.sep, "").replace(str(folder), ".")
     found = {"source": source, "images_sha256": digest.hexdigest()}
     tree = folder / "cifar10"
-    if source.split()[-1].startswith("cifar10/") and tree.is_dir():
+    if source.split(";")[0].split()[-1].startswith("cifar10/") and tree.is_dir():  # subsets too
         found["tree_sha256"] = data.tree_sha256(tree)
     return found
 

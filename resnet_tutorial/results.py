@@ -109,6 +109,11 @@ def load(name: str, folder: str | os.PathLike | None = None) -> Result:
     return Result(name, fields, History.from_dict(fields["history"]), folder)
 
 
+def load_table(name: str, folder: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A reference result that is no training run, as its JSON: chapter 6's "transfer_grid"."""
+    return json.loads(_file(f"{name}.json", folder).read_text())
+
+
 def _file(file_name: str, folder: str | os.PathLike | None = None) -> Path:
     if folder is not None:
         return Path(folder) / file_name
