@@ -64,7 +64,7 @@ def test_the_grid_makes_every_row_once_and_resumes_where_it_stopped(grid, tmp_pa
             assert row["steps"] == (8 if row["method"] == "from scratch, 4x steps" else 2)
     # each learning rate tried once per target and method, on the validation split (2 a class)
     tried = sorted((s["target"], s["method"], s["lr"]) for s in made["selection"])
-    assert tried == sorted((t, m, lr) for t in data for m in ("fine-tune", "from scratch")
+    assert tried == sorted((t, m, lr) for t in data for m in grid.SELECTED
                            for lr in (0.1, 0.05))  # fmt: skip
     # stopped after all but the last three rows: the rerun makes exactly those three
     stopped = json.loads(out.read_text())
@@ -78,6 +78,29 @@ def test_the_grid_makes_every_row_once_and_resumes_where_it_stopped(grid, tmp_pa
     assert redone == [r["method"] for r in lost]  # the last rows are SGD rows
     assert len(again["rows"]) == len(made["rows"])
     assert again["git_commits"] == made["git_commits"]  # the same commit, recorded once
+
+
+def test_a_run_that_diverges_is_recorded_so_and_its_rate_not_chosen(grid, tmp_path, monkeypatch):
+    train_target = rt.transfer.train_target
+
+    def diverging(model, train, test, *, steps, lr, **options):
+        if lr == 0.1 or steps == 8:  # the rate 0.1 everywhere, and the long budget (8 steps)
+            raise rt.NonFiniteLossError("loss is nan")
+        return train_target(model, train, test, steps=steps, lr=lr, **options)
+
+    monkeypatch.setattr(rt.transfer, "train_target", diverging)
+    data = {"cifar5": (two_classes(4, 0), two_classes(3, 10))}
+    made = grid.run_grid(tmp_path / "grid.json", source=rt.cifar_resnet(8, 2), data=data,
+                         budgets=(2,), seeds=(0,), lrs=(0.1, 0.05), precision="fp32",
+                         steps={2: 2}, log=lambda line: None)  # fmt: skip
+    for s in made["selection"]:
+        assert s["diverged"] == (s["lr"] == 0.1) and (s["val_error"] is None) == s["diverged"]
+    for row in made["rows"]:
+        if row["method"] in grid.SGD_METHODS:
+            assert row["lr"] == 0.05  # the rate that did not diverge
+            assert row["diverged"] == (row["method"] == "from scratch, 4x steps")
+            if row["diverged"]:
+                assert row["test_error"] == 0.5  # chance for two classes
 
 
 def test_fine_tuning_with_bn_in_eval_mode_trains_everything_but_keeps_the_statistics(grid):
@@ -108,3 +131,57 @@ def test_the_validation_split_holds_out_the_last_images_of_each_class(grid):
         1,
     ]  # each class's last
     assert pool_x[:, 0].flatten().tolist() == [0, 1, 2, 3, 5]  # the others, in source order
+
+
+# --- the stored grid, book/results/transfer_grid.json ------------------------------------------
+
+STORED = SCRIPT.with_name("transfer_grid.json")
+METHODS = ("chance", "pixels", "linear probe", "linear probe, AdaBN", "fine-tune",
+           "fine-tune, BN eval", "from scratch", "from scratch, 4x steps")  # fmt: skip
+TEST_IMAGES = {"cifar5": 5_000, "fashion_mnist": 10_000}  # each target's whole test split
+
+
+def test_the_stored_grid_is_complete_matched_and_chosen_on_validation(grid):
+    stored = json.loads(STORED.read_text())
+    assert not any(c.endswith("+dirty") for c in stored["git_commits"])
+    keys = [(r["target"], r["method"], r["labels_per_class"], r["seed"]) for r in stored["rows"]]
+    assert sorted(keys) == sorted((t, m, k, s) for t in TEST_IMAGES for m in METHODS
+                                  for k in grid.BUDGETS for s in grid.SEEDS)  # fmt: skip
+    for row in stored["rows"]:
+        target, method, k = row["target"], row["method"], row["labels_per_class"]
+        assert row["test_images"] == TEST_IMAGES[target] and 0 <= row["test_error"] <= 1
+        if method == "chance":
+            assert row["test_error"] == pytest.approx({"cifar5": 0.8, "fashion_mnist": 0.9}[target])
+        if method in grid.SGD_METHODS:  # matched steps: each budget's draw is whole batches
+            assert row["steps"] == grid.STEPS[k] * (4 if method.endswith("4x steps") else 1)
+            key = (target, grid.CHOSEN_BY[method], k)
+            tried = [s for s in stored["selection"]
+                     if (s["target"], s["method"], s["labels_per_class"]) == key]  # fmt: skip
+            assert sorted(s["lr"] for s in tried) == sorted(grid.LRS)
+            assert row["lr"] == grid.best_lr(tried)
+
+
+@pytest.mark.slow
+def test_the_stored_grids_linear_fits_give_their_recorded_errors_again(grid):
+    # Oracle: the rows' errors, re-computed here from the source's weights and the data: the
+    # near target's pixel and probe fits at 10 labels per class, each draw, with the recorded
+    # penalty. Kernels differ across CPUs: the count may differ by 3 images of 5,000.
+    stored = json.loads(STORED.read_text())
+    source = rt.results.load(grid.SOURCE).model()
+    train, test = grid.targets()["cifar5"]
+    _, pool = grid.split_validation(train)
+    stats = {"mean": rt.data.CIFAR10_MEAN, "std": rt.data.CIFAR10_STD}
+    test_features = rt.extract_features(source, test, **stats)
+    for seed in grid.SEEDS:
+        draw = rt.data.sample_per_class(pool[1], 10, seed, 5)
+        images, labels = pool[0][draw], pool[1][draw]
+        inputs = {"pixels": (images.flatten(1).float() / 255, test.images.flatten(1).float() / 255),
+                  "linear probe": (rt.extract_features(source, (images, labels), **stats),
+                                   test_features)}  # fmt: skip
+        for method, (x, test_x) in inputs.items():
+            (row,) = [r for r in stored["rows"] if (r["target"], r["method"], r["labels_per_class"],
+                      r["seed"]) == ("cifar5", method, 10, seed)]  # fmt: skip
+            head = rt.fit_linear_probe(x, labels, 5, weight_decay=row["weight_decay"])
+            with torch.no_grad():
+                wrong = int((head(test_x).argmax(1) != test.labels).sum())
+            assert abs(wrong - round(row["test_error"] * len(test))) <= 3, (method, seed, wrong)

@@ -19,7 +19,8 @@ labelled images and initialises the new head or the network):
 
 Every choice is made on a validation split, the last 500 training images of each target class,
 which no labelled draw uses: the linear fits' L2 penalty per fit, the SGD runs' learning rate per
-budget (seed 0's draw; the BN-eval and long runs use the fine-tune's and the from-scratch rate).
+budget (seed 0's draw; the long runs use the from-scratch rate). A run whose loss turns NaN is
+recorded as diverged, with chance's error; a rate that diverged on validation is not chosen.
 Each finished row is written at once (atomically), so that an interrupted run resumes where it
 stopped; every commit it ran under is recorded.
 """
@@ -52,7 +53,9 @@ LRS = (0.03, 0.1, 0.3, 1.0)  # peak learning rates tried on the validation split
 BODY_LR = 0.1  # fine-tuning: the body's rate, a fraction of the head's
 WEIGHT_DECAYS = (1e-3, 1e-2, 1e-1, 1.0)  # the linear fits' L2 penalty, tried on validation
 VAL_PER_CLASS = 500
+SELECTED = ("fine-tune", "fine-tune, BN eval", "from scratch")  # each chooses its own rate
 SGD_METHODS = ("fine-tune", "fine-tune, BN eval", "from scratch", "from scratch, 4x steps")
+CHOSEN_BY = {**{m: m for m in SELECTED}, "from scratch, 4x steps": "from scratch"}
 
 
 def targets() -> dict[str, rt.data.ImageSet]:
@@ -81,25 +84,30 @@ def new_model(method: str, source: torch.nn.Module, classes: int, seed: int) -> 
 
 
 def sgd_run(method, source, train, test, k, seed, lr, precision, steps=None):
-    """Train `method` on `train` and test it on `test`: (test error, steps, seconds)."""
+    """Train `method` on `train` and test it on `test`: (test error, steps, seconds, diverged).
+    A run whose loss turns NaN has diverged: its error is then chance's, 1 - 1/C, which is what
+    its NaN outputs would score (every image given the first class)."""
     classes = int(train[1].max()) + 1
     steps = steps or STEPS[k] * (LONG if method.endswith("4x steps") else 1)
     model = new_model(method, source, classes, seed)
     body_lr = lr * BODY_LR if method.startswith("fine-tune") else None
     start = time.perf_counter()
-    history = rt.transfer.train_target(
-        model,
-        train,
-        test,
-        steps=steps,
-        lr=lr,
-        body_lr=body_lr,
-        seed=seed,
-        batch_size=BATCH,
-        precision=precision,
-    )
+    try:
+        history = rt.transfer.train_target(model, train, test, steps=steps, lr=lr,
+                                           body_lr=body_lr, seed=seed, batch_size=BATCH,
+                                           precision=precision)  # fmt: skip
+    except rt.NonFiniteLossError:
+        return 1 - 1 / classes, steps, time.perf_counter() - start, True
     done = len(history) * -(-len(train[1]) // min(BATCH, len(train[1])))
-    return history.final["test_error"], done, time.perf_counter() - start
+    return history.final["test_error"], done, time.perf_counter() - start, False
+
+
+def best_lr(tried: list[dict]) -> float:
+    """The learning rate of the lowest validation error among the runs that did not diverge."""
+    finished = [s for s in tried if not s.get("diverged")]
+    if not finished:
+        raise RuntimeError(f"every learning rate diverged: {tried}")
+    return min(finished, key=lambda s: s["val_error"])["lr"]
 
 
 def linear_error(features, labels, test_features, test_labels, weight_decay) -> float:
@@ -170,7 +178,7 @@ def run_grid(out: Path = OUT, *, source=None, data=None, budgets=BUDGETS, seeds=
                     add(target, method, k, seed, error, len(test), steps=0, weight_decay=best,
                         val_errors=val_errors, seconds=time.perf_counter() - start)  # fmt: skip
             chosen = {}
-            for method in ("fine-tune", "from scratch"):  # the learning rate, on validation
+            for method in SELECTED:  # the learning rate, on validation
                 key = (target, method, k)
                 tried = [s for s in grid["selection"]
                          if (s["target"], s["method"], s["labels_per_class"]) == key]  # fmt: skip
@@ -178,27 +186,29 @@ def run_grid(out: Path = OUT, *, source=None, data=None, budgets=BUDGETS, seeds=
                     if any(s["lr"] == lr for s in tried):
                         continue
                     draw = draws[seeds[0]]
-                    error, n, seconds = sgd_run(method, source, (pool[0][draw], pool[1][draw]),
-                                                val, k, seeds[0], lr, precision,
-                                                steps and steps[k])  # fmt: skip
+                    error, n, seconds, diverged = sgd_run(
+                        method, source, (pool[0][draw], pool[1][draw]), val, k, seeds[0], lr,
+                        precision, steps and steps[k])  # fmt: skip
                     row = {"target": target, "method": method, "labels_per_class": k,
-                           "seed": seeds[0], "lr": lr, "val_error": error, "steps": n,
-                           "seconds": seconds}  # fmt: skip
+                           "seed": seeds[0], "lr": lr, "val_error": None if diverged else error,
+                           "diverged": diverged, "steps": n, "seconds": seconds}  # fmt: skip
                     save(row, "selection")
                     tried.append(row)
-                    log(f"{target:<14} {method:<24} k={k:<5} lr {lr:<5} val error {error:6.2%}")
-                chosen[method] = min(tried, key=lambda s: s["val_error"])["lr"]
+                    log(f"{target:<14} {method:<24} k={k:<5} lr {lr:<5} val error {error:6.2%}"
+                        + (" (diverged)" if diverged else ""))  # fmt: skip
+                chosen[method] = best_lr(tried)
             for seed in seeds:
                 for method in SGD_METHODS:
                     if (target, method, k, seed) in done:
                         continue
-                    lr = chosen["fine-tune" if method.startswith("fine-tune") else "from scratch"]
+                    lr = chosen[CHOSEN_BY[method]]
                     draw = draws[seed]
                     few = steps and steps[k] * (LONG if method.endswith("4x steps") else 1)
-                    error, n, seconds = sgd_run(method, source, (pool[0][draw], pool[1][draw]),
-                                                test_t, k, seed, lr, precision, few)  # fmt: skip
+                    error, n, seconds, diverged = sgd_run(
+                        method, source, (pool[0][draw], pool[1][draw]), test_t, k, seed, lr,
+                        precision, few)  # fmt: skip
                     add(target, method, k, seed, error, len(test), steps=n, lr=lr,
-                        seconds=seconds)  # fmt: skip
+                        diverged=diverged, seconds=seconds)  # fmt: skip
     return grid
 
 
