@@ -306,9 +306,14 @@ def test_layer_responses_give_each_depth_its_own_column_and_stage_lines():
         "plain-4",
         "resnet-4",
     ]
-    for ax, start in zip(top, (2.5, 4.5)):  # each column's own stage boundary
+    for ax, start in zip(top, (2.5, 4.5)):  # each column's own stage boundary, named
         stage_lines = [line for line in ax.lines if line.get_linestyle() == ":"]
         assert [line.get_xdata()[0] for line in stage_lines] == [start]
+        assert [text.get_text() for text in ax.texts] == ["stage 2"]
+    # one colour per network across the columns: resnet-8 does not reuse plain-4's
+    colours = {line.get_label(): line.get_color() for ax in top for line in ax.lines
+               if line.get_linestyle() != ":"}  # fmt: skip
+    assert len(set(colours.values())) == 3
 
 
 def test_bars_show_the_values_and_the_published_reference():

@@ -13,6 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from ._style import (
+    SMALL_SIZE,
     History,
     as_numbers,
     as_percent,
@@ -336,6 +337,7 @@ def layer_responses(
     of layers share a column: on top in layer order, below sorted from largest to smallest.
     """
     columns: dict[int, dict[str, list[tuple[str, float]]]] = {}
+    hue = {name: i for i, name in enumerate(stds)}  # one colour per network, in every column
     for name, values in stds.items():
         values = list(values)
         columns.setdefault(len(values), {})[name] = values
@@ -343,15 +345,19 @@ def layer_responses(
         fig = new_figure((6.0 * len(columns), 6.0))
         axes = fig.subplots(2, len(columns), sharey="row", squeeze=False)
         for (by_layer, by_size), (layers, nets) in zip(axes.T, columns.items()):
-            for i, (name, values) in enumerate(nets.items()):
+            for name, values in nets.items():
                 y = as_numbers([std for _, std in values])
                 x = np.arange(1, len(y) + 1)
+                i = hue[name]
                 look = {"color": palette_color(i), "marker": "osD^vP"[i % 6], "ms": 3.5,
                         "lw": 1.2}  # fmt: skip
                 by_layer.plot(x, y, label=name, **look)
                 by_size.plot(x, np.sort(y)[::-1], label=name, **look)
-            for start in _stage_starts([str(layer) for layer, _ in next(iter(nets.values()))]):
+            starts = _stage_starts([str(layer) for layer, _ in next(iter(nets.values()))])
+            for stage, start in enumerate(starts, 2):  # where each later stage begins
                 by_layer.axvline(start - 0.5, color="0.6", ls=":", lw=1)
+                by_layer.text(start, 1, f"stage {stage}", transform=by_layer.get_xaxis_transform(),
+                              va="top", fontsize=SMALL_SIZE, color="0.4")  # fmt: skip
             by_layer.set_title(f"{layers} layers measured")
             by_layer.set_xlabel("layer index (original order, input → output)")
             by_size.set_xlabel("layer index (sorted by magnitude)")
