@@ -80,6 +80,22 @@ def test_the_grid_makes_every_row_once_and_resumes_where_it_stopped(grid, tmp_pa
     assert again["git_commits"] == made["git_commits"]  # the same commit, recorded once
 
 
+def test_grids_made_apart_merge_into_one(grid, tmp_path):
+    data = {"cifar5": (two_classes(5, 0), two_classes(3, 10))}  # 2 held out + 3 a class
+    run = dict(source=rt.cifar_resnet(8, 2), data=data, seeds=(0,), lrs=(0.1,),
+               precision="fp32", steps={2: 2, 3: 2}, log=lambda line: None)  # fmt: skip
+    parts = [tmp_path / "a.json", tmp_path / "b.json"]
+    grid.run_grid(parts[0], budgets=(2,), **run)
+    grid.run_grid(parts[1], budgets=(3,), **run)
+    merged = grid.merge(parts, tmp_path / "grid.json")
+    assert merged["budgets"] == [2, 3] and merged["steps"] == {"2": 2, "3": 2}
+    both = [json.loads(p.read_text()) for p in parts]
+    for table in ("rows", "selection"):  # every row of each part, once
+        assert merged[table] == both[0][table] + both[1][table]
+    with pytest.raises(ValueError, match="more than one of the grids"):
+        grid.merge([parts[0], parts[0]], tmp_path / "twice.json")
+
+
 def test_a_run_that_diverges_is_recorded_so_and_its_rate_not_chosen(grid, tmp_path, monkeypatch):
     train_target = rt.transfer.train_target
 

@@ -44,6 +44,7 @@ OUT = Path(__file__).resolve().parent / "transfer_grid.json"
 SOURCE = "cifar5_source"
 MODEL = "cifar_resnet20"  # the source's network, and the one trained from scratch
 SOURCE_CLASSES, TARGET_CLASSES = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
+TARGETS = ("cifar5", "fashion_mnist")
 BUDGETS = (10, 100, 1000)  # labelled images per target class
 SEEDS = (0, 1, 2)
 STEPS = {10: 100, 100: 200, 1000: 400}  # SGD steps of every SGD method at each budget
@@ -212,16 +213,51 @@ def run_grid(out: Path = OUT, *, source=None, data=None, budgets=BUDGETS, seeds=
     return grid
 
 
+def merge(parts: list[Path], out: Path) -> dict:
+    """One grid from grids made apart (`--targets`, `--budgets`, each its own `--out`): every row
+    and validation run of each, each commit any of them ran under; the settings must agree."""
+    grids = [json.loads(Path(p).read_text()) for p in parts]
+    settings = ("source", "long_factor", "batch_size", "body_lr_fraction", "learning_rates",
+                "weight_decays", "validation_per_class", "precision")  # fmt: skip
+    for other in grids[1:]:
+        differ = [k for k in settings if other[k] != grids[0][k]]
+        if differ:
+            raise ValueError(f"the grids differ in {differ}: not parts of one grid")
+    merged = {**grids[0], "rows": [], "selection": [], "git_commits": [], "budgets": [],
+              "steps": {}}  # fmt: skip
+    for grid in grids:
+        for table in ("rows", "selection"):
+            merged[table] += grid[table]
+        merged["git_commits"] += [c for c in grid["git_commits"] if c not in merged["git_commits"]]
+        merged["budgets"] = sorted({*merged["budgets"], *grid["budgets"]})
+        merged["steps"].update(grid["steps"])
+    keys = [(r["target"], r["method"], r["labels_per_class"], r["seed"]) for r in merged["rows"]]
+    if len(set(keys)) < len(keys):
+        raise ValueError("a row is in more than one of the grids")
+    out.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
+    parser.add_argument("--targets", nargs="+", choices=("cifar5", "fashion_mnist"),
+                        help="only these targets (default: both)")  # fmt: skip
+    parser.add_argument("--budgets", nargs="+", type=int, choices=BUDGETS,
+                        help="only these labels per class (default: all)")  # fmt: skip
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="GRID",
+                        help="merge grids made apart into --out; train nothing")  # fmt: skip
     parser.add_argument("--allow-dirty", action="store_true")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     commit = provenance("cpu")["git_commit"] or ""
     if commit.endswith("+dirty") and not args.allow_dirty:
         parser.error("the checkout has uncommitted changes: commit first (or --allow-dirty)")
-    run_grid(args.out, precision=args.precision)
+    data = {name: d for name, d in targets().items() if name in (args.targets or TARGETS)}
+    run_grid(args.out, data=data, budgets=tuple(args.budgets or BUDGETS), precision=args.precision)
 
 
 if __name__ == "__main__":
