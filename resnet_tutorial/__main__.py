@@ -56,10 +56,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.resume and not checkpoint.exists():
         parser.error(f"--resume: no checkpoint at {checkpoint}")
     result_path = args.result or args.out / "result.json"
-    if args.classes and (len(set(args.classes)) < len(args.classes) or min(args.classes) < 0
-                         or max(args.classes) > 9):  # fmt: skip
-        parser.error(f"--classes must be distinct labels from 0 to 9, got {args.classes}")
     try:
+        if args.classes is not None:  # checked before any data is read
+            data.check_classes(args.classes, len(data.CIFAR10_CLASSES))
         config = config_from_args(args)
         seed_everything(config.seed)  # the same initial weights for the same seed
         classes = data.CIFAR10_CLASSES if args.classes is None else args.classes

@@ -292,18 +292,24 @@ def sample_per_class(labels: Tensor, per_class: int, seed: int, num_classes: int
     return torch.cat(picked)
 
 
-def select_classes(data: ImageSet, classes: Sequence[int]) -> ImageSet:
-    """The images of `classes` only (labels of `data`, in this order), relabelled 0 … k - 1:
-    `select_classes(cifar10("train"), range(5))` is the 25,000 images of its first five classes."""
+def check_classes(classes: Sequence[int], num_classes: int) -> list[int]:
+    """`classes` as a list, or a ValueError unless they are distinct labels below `num_classes`."""
     classes = list(classes)
     if (
         not classes
         or len(set(classes)) != len(classes)
-        or not all(isinstance(c, int) and 0 <= c < len(data.classes) for c in classes)
+        or not all(isinstance(c, int) and 0 <= c < num_classes for c in classes)
     ):
         raise ValueError(
-            f"classes must be distinct labels from 0 to {len(data.classes) - 1}, got {classes!r}"
+            f"classes must be distinct labels from 0 to {num_classes - 1}, got {classes!r}"
         )
+    return classes
+
+
+def select_classes(data: ImageSet, classes: Sequence[int]) -> ImageSet:
+    """The images of `classes` only (labels of `data`, in this order), relabelled 0 … k - 1:
+    `select_classes(cifar10("train"), range(5))` is the 25,000 images of its first five classes."""
+    classes = check_classes(classes, len(data.classes))
     new_label = torch.full((len(data.classes),), -1, dtype=torch.int64)
     new_label[classes] = torch.arange(len(classes))
     keep = new_label[data.labels] >= 0
@@ -353,20 +359,33 @@ def _rank_in_class(labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
     return rank, counts
 
 
+def hold_out_last(data: ImageSet, per_class: int) -> tuple[ImageSet, ImageSet]:
+    """(held out, the rest): the last `per_class` images of each class, and all the others, each
+    in source order. `cifar10("val5k")` and `cifar10("train45k")` are this with 500."""
+    rank, counts = _rank_in_class(data.labels, len(data.classes))
+    if int(counts.min()) <= per_class:
+        raise ValueError(
+            f"this holds out {per_class} images per class, but the smallest class has only "
+            f"{int(counts.min())} ({data.source})"
+        )
+    held = rank >= counts[data.labels] - per_class
+    return tuple(
+        ImageSet(
+            data.images[keep],
+            data.labels[keep],
+            data.classes,
+            f"{data.source}; {what} the last {per_class} per class",
+        )  # fmt: skip
+        for keep, what in ((held, "only"), (~held, "all but"))
+    )
+
+
 def _validation_split(data: ImageSet, split: str) -> ImageSet:
     """Of the training set: "val5k" is the last VALIDATION_PER_CLASS images of each class,
     "train45k" all the others; each in source order."""
-    rank, counts = _rank_in_class(data.labels, len(data.classes))
-    if int(counts.min()) <= VALIDATION_PER_CLASS:
-        raise ValueError(
-            f"split={split!r} holds out {VALIDATION_PER_CLASS} images per class, but the training "
-            f"set has only {int(counts.min())} in its smallest class ({data.source})"
-        )
-    held_out = rank >= counts[data.labels] - VALIDATION_PER_CLASS
-    keep = held_out if split == "val5k" else ~held_out
-    what = "only" if split == "val5k" else "all but"
-    source = f"{data.source}; {what} the last {VALIDATION_PER_CLASS} per class ({split})"
-    return ImageSet(data.images[keep], data.labels[keep], data.classes, source)
+    held, rest = hold_out_last(data, VALIDATION_PER_CLASS)
+    part = held if split == "val5k" else rest
+    return ImageSet(part.images, part.labels, part.classes, f"{part.source} ({split})")
 
 
 def _first_per_class(data: ImageSet, per_class: int | None, split: str) -> ImageSet:

@@ -67,12 +67,9 @@ def targets() -> dict[str, rt.data.ImageSet]:
 
 
 def split_validation(train: rt.data.ImageSet):
-    """(validation, pool): the last VAL_PER_CLASS images of each class, and all the others, in
-    source order (for cifar5 the target's classes of rt.data.cifar10's "val5k" and "train45k")."""
-    held = torch.zeros(len(train), dtype=torch.bool)
-    for c in range(len(train.classes)):
-        held[torch.nonzero(train.labels == c).flatten()[-VAL_PER_CLASS:]] = True
-    return (train.images[held], train.labels[held]), (train.images[~held], train.labels[~held])
+    """(validation, pool) as (images, labels): the last VAL_PER_CLASS images of each class, and
+    all the others (for cifar5 the target's classes of rt.data.cifar10's "val5k", "train45k")."""
+    return tuple(part.tensors for part in rt.data.hold_out_last(train, VAL_PER_CLASS))
 
 
 def new_model(method: str, source: torch.nn.Module, classes: int, seed: int) -> torch.nn.Module:
