@@ -197,7 +197,7 @@ def test_the_stored_grids_linear_fits_give_their_recorded_errors_again():
     # penalty. Kernels differ across CPUs: the count may differ by 3 images of 5,000.
     stored = json.loads(STORED.read_text())
     source = rt.results.load(grid.SOURCE).model()
-    train, test = grid.targets()["cifar5"]
+    train, test = grid.targets(["cifar5"])["cifar5"]
     _, pool = grid.split_validation(train)
     stats = {"mean": rt.data.CIFAR10_MEAN, "std": rt.data.CIFAR10_STD}
     test_features = rt.extract_features(source, test, **stats)

@@ -59,11 +59,14 @@ SGD_METHODS = ("fine-tune", "fine-tune, BN eval", "from scratch", "from scratch,
 CHOSEN_BY = {**{m: m for m in SELECTED}, "from scratch, 4x steps": "from scratch"}
 
 
-def targets() -> dict[str, rt.data.ImageSet]:
-    """Each target's training and test images: {name: (train, test)}."""
-    cifar = [rt.data.select_classes(rt.data.cifar10(s), TARGET_CLASSES) for s in ("train", "test")]
-    fashion = [rt.data.as_cifar_like(rt.data.fashion_mnist(s)) for s in ("train", "test")]
-    return {"cifar5": tuple(cifar), "fashion_mnist": tuple(fashion)}
+def targets(names=TARGETS) -> dict[str, tuple[rt.data.ImageSet, rt.data.ImageSet]]:
+    """The named targets' training and test images, each read only if asked for:
+    {name: (train, test)}."""
+    read = {
+        "cifar5": lambda s: rt.data.select_classes(rt.data.cifar10(s), TARGET_CLASSES),
+        "fashion_mnist": lambda s: rt.data.as_cifar_like(rt.data.fashion_mnist(s)),
+    }
+    return {name: (read[name]("train"), read[name]("test")) for name in names}
 
 
 def split_validation(train: rt.data.ImageSet):
@@ -253,7 +256,7 @@ def main() -> None:
     commit = provenance("cpu")["git_commit"] or ""
     if commit.endswith("+dirty") and not args.allow_dirty:
         parser.error("the checkout has uncommitted changes: commit first (or --allow-dirty)")
-    data = {name: d for name, d in targets().items() if name in (args.targets or TARGETS)}
+    data = targets(args.targets or TARGETS)
     run_grid(args.out, data=data, budgets=tuple(args.budgets or BUDGETS), precision=args.precision)
 
 
